@@ -262,6 +262,9 @@ fn decode_body(headers: &HeaderMap, body: &Bytes) -> Result<Value, ApiError> {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json");
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        return Err(ApiError::unsupported_body_encoding(content_type));
+    }
     let value: Value = if content_type.contains("yaml") {
         let text = std::str::from_utf8(body)
             .map_err(|_| ApiError::bad_request("the body is not UTF-8"))?;

@@ -115,6 +115,19 @@ impl ApiError {
         )
     }
 
+    /// Bodies in protobuf or CBOR: the sandbox has no schemas to decode them with.
+    pub fn unsupported_body_encoding(content_type: &str) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the sandbox reads JSON and YAML bodies only, not {content_type:?}; kubectl's `create <kind> NAME` \
+                 generators send protobuf: use a manifest with `kubectl create -f`/`kubectl apply -f`, or \
+                 `kubectl create ... --dry-run=client -o yaml | kubectl apply -f -`"
+            ),
+        )
+    }
+
     pub fn not_found_path(path: &str) -> Self {
         Self::new(
             404,

@@ -672,9 +672,8 @@ impl Store {
             }
             let owners_left = owner_uids(&next).iter().any(|uid| state.uid_exists(uid));
             if orphan || owners_left {
-                if orphan {
-                    self.commit(state, &kind, EventType::Modified, next);
-                }
+                // As the real garbage collector does: the dangling reference goes, the object stays.
+                self.commit(state, &kind, EventType::Modified, next);
                 continue;
             }
             self.delete_locked(state, &kind, &obj, false);

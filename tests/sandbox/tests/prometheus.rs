@@ -1,0 +1,292 @@
+//! The traffic simulator seen through the real Prometheus: canary weight, header routing and pod
+//! error rates, computed in PromQL from the exported ingress-nginx and app metrics.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{eventually, sandbox_with};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use prometheus_http_query::response::Data;
+use serde_json::{Value, json};
+use sluice_sandbox::SandboxConfig;
+
+const NS: &str = "erp-system";
+
+async fn create<K>(client: &Client, body: Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), NS);
+    let object: K = serde_json::from_value(body).expect("a valid object");
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("created");
+}
+
+/// A slot Deployment as sluice runs them: `<app>-<slot>`, pods labelled with the slot.
+fn slot(app: &str, slot: &str, annotations: Value) -> Value {
+    json!({
+        "metadata": {"name": format!("{app}-{slot}")},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": app, "sluice.dev/slot": slot}},
+            "template": {
+                "metadata": {"labels": {"app": app, "sluice.dev/slot": slot}, "annotations": annotations},
+                "spec": {"containers": [{"name": app, "image": format!("erp/{app}:1.0")}]},
+            },
+        },
+    })
+}
+
+fn service(name: &str, app: &str, slot: &str, annotations: Value) -> Value {
+    json!({
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"selector": {"app": app, "sluice.dev/slot": slot}, "ports": [{"port": 80, "targetPort": 8080}]},
+    })
+}
+
+fn ingress(name: &str, path: &str, service: &str, annotations: Value) -> Value {
+    json!({
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [{"host": "erp.example.com", "http": {"paths": [
+                {"path": path, "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"number": 80}}}}
+            ]}}],
+        },
+    })
+}
+
+async fn scalar(prometheus: &prometheus_http_query::Client, query: &str, at: i64) -> Option<f64> {
+    let result = prometheus.query(query).at(at).get().await.ok()?;
+    match result.data() {
+        Data::Vector(samples) => samples
+            .first()
+            .map(|s| s.sample().value())
+            .filter(|v| v.is_finite()),
+        Data::Scalar(sample) => Some(sample.value()).filter(|v| v.is_finite()),
+        _ => None,
+    }
+}
+
+/// The ratio over three consecutive 10s windows ending at `end`; their median is what is judged,
+/// so one unlucky window of binomial noise cannot fail the test alone.
+async fn median_of_windows(
+    prometheus: &prometheus_http_query::Client,
+    ratio: &str,
+    end: i64,
+) -> (f64, Vec<f64>) {
+    let mut values = Vec::new();
+    for back in [0, 10, 20] {
+        let value = scalar(prometheus, ratio, end - back)
+            .await
+            .unwrap_or_else(|| panic!("no value for {ratio} at {}", end - back));
+        values.push(value);
+    }
+    let mut sorted = values.clone();
+    sorted.sort_by(f64::total_cmp);
+    (sorted[1], values)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_weight_header_share_and_error_rate_as_prometheus_sees_them() {
+    let config = SandboxConfig {
+        prometheus: true,
+        seed: 7,
+        ..SandboxConfig::default()
+    };
+    let (sandbox, client) = sandbox_with(config).await;
+    let prometheus: prometheus_http_query::Client = sandbox
+        .prometheus_url()
+        .expect("Prometheus is running")
+        .parse()
+        .unwrap();
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    namespaces
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NS}})).unwrap(),
+        )
+        .await
+        .unwrap();
+
+    let fast = json!({"sandbox.sluice.dev/ready-after": "100ms"});
+    create::<Deployment>(&client, slot("reporting", "blue", fast.clone())).await;
+    create::<Deployment>(&client, slot("reporting", "green", json!({"sandbox.sluice.dev/ready-after": "100ms", "sandbox.sluice.dev/error-rate": "0.1"}))).await;
+    create::<Deployment>(&client, slot("finance", "blue", fast.clone())).await;
+    create::<Deployment>(&client, slot("finance", "green", fast.clone())).await;
+    create::<Service>(
+        &client,
+        service("reporting", "reporting", "blue", json!({})),
+    )
+    .await;
+    // Direct traffic on the canary Service, as a blue/green preview gets: it makes the green pods'
+    // error rate measurable on many requests.
+    create::<Service>(
+        &client,
+        service(
+            "reporting-canary",
+            "reporting",
+            "green",
+            json!({"sandbox.sluice.dev/rps": "200"}),
+        ),
+    )
+    .await;
+    create::<Service>(&client, service("finance", "finance", "blue", json!({}))).await;
+    create::<Service>(
+        &client,
+        service("finance-canary", "finance", "green", json!({})),
+    )
+    .await;
+
+    // Weighted canary: 100 rps, 20% to the canary.
+    create::<Ingress>(
+        &client,
+        ingress(
+            "erp-reporting",
+            "/reporting",
+            "reporting",
+            json!({"sandbox.sluice.dev/rps": "100"}),
+        ),
+    )
+    .await;
+    create::<Ingress>(
+        &client,
+        ingress(
+            "erp-reporting-canary",
+            "/reporting",
+            "reporting-canary",
+            json!({"nginx.ingress.kubernetes.io/canary": "true", "nginx.ingress.kubernetes.io/canary-weight": "20"}),
+        ),
+    )
+    .await;
+    // Header canary: 30% of requests carry x-canary: insider; only those reach the canary.
+    create::<Ingress>(
+        &client,
+        ingress(
+            "erp-finance",
+            "/finance",
+            "finance",
+            json!({"sandbox.sluice.dev/rps": "100", "sandbox.sluice.dev/request-headers": "x-canary=insider:0.3,x-canary-other=1:0.5"}),
+        ),
+    )
+    .await;
+    create::<Ingress>(
+        &client,
+        ingress(
+            "erp-finance-canary",
+            "/finance",
+            "finance-canary",
+            json!({
+                "nginx.ingress.kubernetes.io/canary": "true",
+                "nginx.ingress.kubernetes.io/canary-by-header": "x-canary",
+                "nginx.ingress.kubernetes.io/canary-by-header-value": "insider",
+            }),
+        ),
+    )
+    .await;
+
+    // Three full 10s windows of traffic, then one scrape more.
+    let started = chrono::Utc::now().timestamp();
+    eventually(
+        Duration::from_secs(60),
+        "Prometheus to hold 35s of sandbox traffic",
+        || async {
+            let now = chrono::Utc::now().timestamp();
+            let scraped =
+                scalar(&prometheus, "count(nginx_ingress_controller_requests)", now).await;
+            (now - started >= 35 && scraped.is_some()).then_some(())
+        },
+    )
+    .await;
+    let end = chrono::Utc::now().timestamp() - 2;
+
+    let canary_share = r#"sum(increase(nginx_ingress_controller_requests{namespace="erp-system",ingress="erp-reporting",canary!=""}[10s]))
+        / sum(increase(nginx_ingress_controller_requests{namespace="erp-system",ingress="erp-reporting"}[10s]))"#;
+    let (share, windows) = median_of_windows(&prometheus, canary_share, end).await;
+    assert!(
+        (share - 0.20).abs() <= 0.03,
+        "canary share {share:.3} (windows {windows:?}) is not 20% ± 3 points"
+    );
+    let label = scalar(
+        &prometheus,
+        r#"count(nginx_ingress_controller_requests{ingress="erp-reporting",service="reporting",canary="erp-system-reporting-canary-80"})"#,
+        end,
+    )
+    .await;
+    assert!(
+        label.is_some_and(|n| n >= 1.0),
+        "canary requests carry the main Ingress's labels and canary=<ns>-<svc>-<port>"
+    );
+
+    let header_share = r#"sum(increase(nginx_ingress_controller_requests{ingress="erp-finance",canary!=""}[10s]))
+        / sum(increase(nginx_ingress_controller_requests{ingress="erp-finance"}[10s]))"#;
+    let (share, windows) = median_of_windows(&prometheus, header_share, end).await;
+    assert!(
+        (share - 0.30).abs() <= 0.03,
+        "header-routed share {share:.3} (windows {windows:?}) is not 30% ± 3 points"
+    );
+
+    let error_share = r#"sum(increase(http_requests_total{namespace="erp-system",pod=~"reporting-green-.*",code=~"5.."}[10s]))
+        / sum(increase(http_requests_total{namespace="erp-system",pod=~"reporting-green-.*"}[10s]))"#;
+    let (share, windows) = median_of_windows(&prometheus, error_share, end).await;
+    assert!(
+        (share - 0.10).abs() <= 0.03,
+        "5xx share of the green pods {share:.3} (windows {windows:?}) is not 10% ± 3 points"
+    );
+    let stable_errors = scalar(
+        &prometheus,
+        r#"sum(increase(http_requests_total{pod=~"reporting-blue-.*",code=~"5.."}[30s])) or vector(0)"#,
+        end,
+    )
+    .await;
+    assert_eq!(
+        stable_errors,
+        Some(0.0),
+        "pods without an error rate serve no 5xx"
+    );
+
+    let p99 = scalar(
+        &prometheus,
+        r#"histogram_quantile(0.99, sum by (le) (rate(nginx_ingress_controller_request_duration_seconds_bucket{ingress="erp-reporting"}[30s])))"#,
+        end,
+    )
+    .await
+    .expect("a p99 from the ingress histogram");
+    assert!(
+        (0.025..0.25).contains(&p99),
+        "p99 {p99:.3}s for a 20ms median with a log-normal tail"
+    );
+    sandbox.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_runner_stops_with_the_sandbox() {
+    let config = SandboxConfig {
+        prometheus: true,
+        ..SandboxConfig::default()
+    };
+    let (sandbox, _client) = sandbox_with(config).await;
+    let url = sandbox.prometheus_url().expect("Prometheus is running");
+    let addr = url.trim_start_matches("http://").to_string();
+    assert_eq!(
+        sluice_sandbox::prometheus::http_get_status(&addr, "/-/ready").await,
+        Some(200)
+    );
+    sandbox.shutdown().await;
+    assert_eq!(
+        sluice_sandbox::prometheus::http_get_status(&addr, "/-/ready").await,
+        None,
+        "Prometheus is gone with the sandbox"
+    );
+}
