@@ -1,0 +1,264 @@
+//! The Rollout's status, as the controller writes it (DESIGN.md section 3). All release state lives
+//! here so that a restarted controller resumes every release where it was.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Condition type: the Rollout's spec is valid and its objects are in place.
+pub const CONDITION_READY: &str = "Ready";
+/// Condition type: a release is in flight.
+pub const CONDITION_PROGRESSING: &str = "Progressing";
+/// Condition type: the latest revision was promoted (`kubectl wait --for=condition=Promoted`).
+pub const CONDITION_PROMOTED: &str = "Promoted";
+/// Condition reason for a spec that cannot work.
+pub const REASON_INVALID_SPEC: &str = "InvalidSpec";
+
+/// Where a Rollout is in its life.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// sluice is taking the target over: creating slots, Services and the canary Ingress.
+    #[default]
+    Initializing,
+    /// The stable revision serves all traffic; no release is in flight.
+    Ready,
+    /// A candidate is receiving traffic and being analysed.
+    Progressing,
+    /// A release is held, by an operator or by inconclusive analysis.
+    Paused,
+    /// The candidate passed and is becoming stable.
+    Promoting,
+    /// The latest release finished and its candidate is now stable.
+    Succeeded,
+    /// The latest release was given up and traffic is back on stable.
+    RolledBack,
+    /// The Rollout cannot work as specified (see `message` and the `Ready` condition).
+    Failed,
+}
+
+/// One of the two slot Deployments, `<app>-blue` and `<app>-green`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Slot {
+    /// The `<app>-blue` Deployment.
+    Blue,
+    /// The `<app>-green` Deployment.
+    Green,
+}
+
+impl Slot {
+    /// The other slot: the candidate's when this one is stable, and back.
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::Blue => Slot::Green,
+            Slot::Green => Slot::Blue,
+        }
+    }
+
+    /// The slot's name as used in Deployment names and the `sluice.dev/slot` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Slot::Blue => "blue",
+            Slot::Green => "green",
+        }
+    }
+}
+
+impl std::fmt::Display for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The verdict on one metric in one analysis check, or on the whole check.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    /// Within its bounds, with enough traffic.
+    Pass,
+    /// A bound was crossed; counts toward `failureLimit`.
+    Fail,
+    /// No data, or fewer than `minRequests` candidate requests; never passes a step.
+    Inconclusive,
+    /// Prometheus was unreachable or the query failed; never passes a step.
+    Error,
+}
+
+impl Verdict {
+    /// The lowercase word used in status and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "fail",
+            Verdict::Inconclusive => "inconclusive",
+            Verdict::Error => "error",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The latest check of one metric.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricResult {
+    /// The metric's name from `spec.analysis.metrics`.
+    pub name: String,
+    /// What Prometheus answered; absent when it had no data or the query failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// The bound the value was held to, e.g. `<= 1%`.
+    pub bound: String,
+    /// The metric's verdict.
+    pub verdict: Verdict,
+    /// Why the verdict is what it is, when that is not obvious from value and bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the check ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time: Option<DateTime<Utc>>,
+}
+
+/// The status of a condition, as Kubernetes spells it.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum ConditionStatus {
+    /// The condition holds.
+    True,
+    /// The condition does not hold.
+    False,
+    /// It is not known whether the condition holds.
+    Unknown,
+}
+
+/// A standard Kubernetes condition (`Ready`, `Progressing`, `Promoted`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    /// The condition's type, e.g. `Promoted`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: ConditionStatus,
+    /// A CamelCase word for why, e.g. `InvalidSpec`.
+    #[serde(default)]
+    pub reason: String,
+    /// What happened, for a person.
+    #[serde(default)]
+    pub message: String,
+    /// When the status last changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<DateTime<Utc>>,
+    /// The spec generation the condition was computed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+/// What sluice knows about a Rollout and its release in flight.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutStatus {
+    /// Where the Rollout is in its life.
+    #[serde(default)]
+    pub phase: Phase,
+    /// The slot that serves the stable revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_slot: Option<Slot>,
+    /// Hash of the stable pod template (canonical JSON).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<String>,
+    /// Hash of the candidate pod template, while a release is in flight.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub candidate_revision: Option<String>,
+    /// The current step, counted from 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    /// The percent of traffic the candidate receives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub canary_weight: Option<u8>,
+    /// Failed checks in this release.
+    #[serde(default)]
+    pub failed_checks: u32,
+    /// Inconclusive checks in this release.
+    #[serde(default)]
+    pub inconclusive_checks: u32,
+    /// Checks whose queries failed in this release.
+    #[serde(default)]
+    pub error_checks: u32,
+    /// The latest check, one entry per metric.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analysis: Vec<MetricResult>,
+    /// `Ready`, `Progressing` and `Promoted`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// One line on what is happening, for a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// The spec generation this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn serializes_as_the_design_spells_it() {
+        let status = RolloutStatus {
+            phase: Phase::RolledBack,
+            stable_slot: Some(Slot::Blue),
+            canary_weight: Some(25),
+            failed_checks: 1,
+            analysis: vec![MetricResult {
+                name: "error-rate".into(),
+                value: Some(0.3),
+                bound: "<= 1%".into(),
+                verdict: Verdict::Inconclusive,
+                reason: None,
+                time: None,
+            }],
+            conditions: vec![Condition {
+                type_: CONDITION_READY.into(),
+                status: ConditionStatus::False,
+                reason: REASON_INVALID_SPEC.into(),
+                message: "fix it".into(),
+                last_transition_time: None,
+                observed_generation: Some(3),
+            }],
+            ..RolloutStatus::default()
+        };
+        let value = serde_json::to_value(&status).unwrap();
+        assert_eq!(
+            value,
+            json!({
+                "phase": "RolledBack", "stableSlot": "blue", "canaryWeight": 25,
+                "failedChecks": 1, "inconclusiveChecks": 0, "errorChecks": 0,
+                "analysis": [{"name": "error-rate", "value": 0.3, "bound": "<= 1%",
+                              "verdict": "inconclusive"}],
+                "conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec",
+                                "message": "fix it", "observedGeneration": 3}],
+            })
+        );
+        let back: RolloutStatus = serde_json::from_value(value).unwrap();
+        assert_eq!(back, status);
+    }
+
+    #[test]
+    fn an_empty_status_is_initializing() {
+        let status: RolloutStatus = serde_json::from_value(json!({})).unwrap();
+        assert_eq!(status.phase, Phase::Initializing);
+        assert_eq!(status.failed_checks, 0);
+    }
+
+    #[test]
+    fn slots_flip() {
+        assert_eq!(Slot::Blue.other(), Slot::Green);
+        assert_eq!(Slot::Green.other().as_str(), "blue");
+    }
+}
