@@ -230,10 +230,20 @@ impl Drop for Sandbox {
     }
 }
 
+/// Writes `text` to `path` all at once (a temporary file beside it, renamed): a script or test
+/// that waits for the kubeconfig or the env file to appear never reads it half written.
 pub fn write_file(path: &Path, text: &str) -> Result<(), SandboxError> {
-    std::fs::write(path, text).map_err(|source| SandboxError::Write {
+    let failed = |source| SandboxError::Write {
         path: path.display().to_string(),
         source,
+    };
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".{}.partial", std::process::id()));
+    let partial = std::path::PathBuf::from(partial);
+    std::fs::write(&partial, text).map_err(failed)?;
+    std::fs::rename(&partial, path).map_err(|source| {
+        let _ = std::fs::remove_file(&partial);
+        failed(source)
     })
 }
 

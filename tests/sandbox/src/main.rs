@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use sluice_sandbox::traffic::ImageBehavior;
 use sluice_sandbox::{Sandbox, SandboxConfig, write_file};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 
 #[derive(Parser)]
 #[command(
@@ -58,6 +59,9 @@ async fn main() -> anyhow::Result<()> {
         seed,
         image_behaviors,
     } = Cli::parse().command;
+    // Handlers first: once the kubeconfig exists a caller may signal at once, and a signal that
+    // arrived before them would be lost (inherited SIG_IGN) or kill the process (SIG_DFL).
+    let signals = Signals::install()?;
     let config = SandboxConfig {
         port,
         seed,
@@ -83,19 +87,30 @@ async fn main() -> anyhow::Result<()> {
     if let Some(url) = sandbox.prometheus_url() {
         eprintln!("Prometheus on {url}");
     }
-    wait_for_signal().await?;
+    signals.wait().await;
     eprintln!("stopping");
     sandbox.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut terminate =
-        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        result = tokio::signal::ctrl_c() => result.context("waiting for SIGINT")?,
-        _ = terminate.recv() => {}
+struct Signals {
+    interrupt: Signal,
+    terminate: Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            interrupt: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            terminate: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+        })
     }
-    Ok(())
+
+    /// Until SIGINT or SIGTERM, including one received since `install`.
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }
