@@ -11,6 +11,7 @@ mod ingress;
 pub mod plan;
 pub mod presets;
 pub mod promql;
+pub mod release;
 pub mod spec;
 pub mod status;
 

@@ -201,6 +201,84 @@ pub struct RolloutStatus {
     /// The spec generation this status describes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// Where the release machine is: the state a restarted controller resumes from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    /// Replicas each slot runs at full size (the target's replicas when sluice took it over, or
+    /// when it was last scaled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<i32>,
+    /// Held by a `pause` command until `resume`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paused: bool,
+    /// When the current stage (or step) began.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage_started_at: Option<DateTime<Utc>>,
+    /// When the release in flight began (for `progressDeadline`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release_started_at: Option<DateTime<Utc>>,
+    /// The latest check in one line, e.g. `error-rate 0.3% <= 1%, latency-p99 212ms <= 500ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_summary: Option<String>,
+    /// When the latest analysis check ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_check_at: Option<DateTime<Utc>>,
+    /// A check passed on the current step (a step needs one to advance).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub step_passed: bool,
+    /// The old slot kept warm after a promotion, and when it goes to zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale_down: Option<ScaleDown>,
+    /// The latest revision that was rolled back: not retried until the template changes or a
+    /// `retry` command arrives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rolled_back_revision: Option<String>,
+    /// The nonce of the latest command consumed, so that none is applied twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_command: Option<String>,
+    /// The Service's selector before sluice took it over, restored when the Rollout is deleted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_selector: Option<std::collections::BTreeMap<String, String>>,
+}
+
+/// The release machine's states. The phase a person sees is derived from these.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Stage {
+    /// Stable slot created from the target's template; the Service moves once it is ready.
+    TakingOver,
+    /// No release in flight.
+    Steady,
+    /// The candidate slot scales up with the new template.
+    Starting,
+    /// Requests matching the header/cookie go to the candidate.
+    Matching,
+    /// The candidate gets the weight of the current step.
+    Stepping,
+    /// At the last step, waiting for a `promote` (promotion: manual).
+    AwaitingPromotion,
+    /// The candidate is brought to full size and must be ready.
+    PromotingScale,
+    /// The Service switches to the candidate slot.
+    PromotingSwitch,
+    /// The canary weight goes to zero: everything flows through the Service, now on the candidate.
+    PromotingDrain,
+    /// Giving up: the canary weight goes to zero first, read back.
+    RollingBack,
+    /// Then the candidate scales down.
+    RollingBackScaleDown,
+    /// A newer revision arrived: traffic back to stable, then it starts from step 1.
+    Superseding,
+}
+
+/// An old slot kept warm after a promotion.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ScaleDown {
+    /// The slot that was stable before the promotion.
+    pub slot: Slot,
+    /// When it scales to zero.
+    pub at: DateTime<Utc>,
 }
 
 #[cfg(test)]
