@@ -211,10 +211,10 @@ pub struct AnalysisSpec {
     /// Failed checks tolerated in a release; one more rolls it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_limit: Option<u32>,
-    /// Inconclusive checks (no data, too little traffic) tolerated before the release pauses.
+    /// Inconclusive checks (no data, too little traffic) tolerated in a release; one more rolls it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inconclusive_limit: Option<u32>,
-    /// Checks whose queries failed tolerated before the release pauses.
+    /// Checks whose queries failed tolerated in a release; one more rolls it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_limit: Option<u32>,
     /// Fewer candidate requests than this in a window makes a check inconclusive, not failed.

@@ -1,0 +1,35 @@
+//! The Rollout custom resource (`sluice.dev/v1alpha1`), derived from the core's spec and status
+//! types so that the schema, the controller and the release machine can never disagree.
+
+use kube::CustomResource;
+use kube::CustomResourceExt;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use sluice_strategies::spec::RolloutSpec as Spec;
+use sluice_strategies::status::RolloutStatus;
+
+/// A progressive release of one Deployment: canary steps through an NGINX canary Ingress, or a
+/// blue/green switch of a Service, judged by Prometheus.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "sluice.dev",
+    version = "v1alpha1",
+    kind = "Rollout",
+    namespaced,
+    status = "RolloutStatus",
+    shortname = "ro",
+    category = "sluice",
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Weight", type_ = "integer", json_path = ".status.canaryWeight"),
+    printcolumn(name = "Step", type_ = "integer", json_path = ".status.step"),
+    printcolumn(name = "Stable", type_ = "string", json_path = ".status.stableRevision"),
+    printcolumn(name = "Candidate", type_ = "string", json_path = ".status.candidateRevision"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(transparent)]
+pub struct RolloutSpec(pub Spec);
+
+/// The CRD as YAML, as `sluice crd` prints it.
+pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
+    serde_saphyr::to_string(&Rollout::crd())
+}

@@ -1,0 +1,4 @@
+//! sluice: the imperative shell around `sluice-strategies`. Kubernetes and Prometheus I/O, the
+//! reconcile loop, the HTTP endpoints and telemetry live here; every decision lives in the core.
+
+pub mod crd;
