@@ -1,4 +1,5 @@
 //! sluice: the imperative shell around `sluice-strategies`. Kubernetes and Prometheus I/O, the
 //! reconcile loop, the HTTP endpoints and telemetry live here; every decision lives in the core.
 
+pub mod analysis;
 pub mod crd;

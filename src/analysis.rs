@@ -1,0 +1,242 @@
+//! The Prometheus side of analysis: render each query of a plan, ask Prometheus, turn every
+//! answer (or failure) into a [`Reading`], and let the core judge them. Nothing is decided here:
+//! a failed query is a reading like any other, so that one check always yields one outcome and
+//! the release machine, not this module, decides what an unreachable Prometheus means.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use futures::future::join_all;
+use prometheus_http_query::Error as PromError;
+use prometheus_http_query::error::PrometheusErrorType;
+use prometheus_http_query::response::Data;
+use sluice_strategies::analysis::{CheckOutcome, Reading, judge_check, one_line};
+use sluice_strategies::duration;
+use sluice_strategies::plan::AnalysisPlan;
+use sluice_strategies::promql::{TemplateVars, render};
+use tracing::Instrument;
+
+/// What the request-count query is called in messages, where a metric's name would be.
+const REQUESTS: &str = "candidate requests";
+
+/// Asks Prometheus for the readings of analysis checks.
+#[derive(Clone)]
+pub struct Analyst {
+    client: prometheus_http_query::Client,
+    /// The base URL as queries use it, for messages.
+    url: String,
+    /// The bound on each query, on our side and on Prometheus'.
+    timeout: Duration,
+}
+
+impl fmt::Debug for Analyst {
+    // The client has no Debug of its own; the URL and the timeout are what tell analysts apart.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Analyst")
+            .field("url", &self.url)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why an [`Analyst`] could not be built. Only construction can fail: once built, every failure
+/// of a check is a reading in its outcome.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalysisError {
+    /// The Prometheus URL is not an http(s) URL.
+    #[error("invalid Prometheus URL {url:?}: {source}")]
+    InvalidUrl {
+        /// The URL as given.
+        url: String,
+        /// What is wrong with it.
+        source: Box<dyn StdError + Send + Sync + 'static>,
+    },
+}
+
+impl Analyst {
+    /// An analyst for the Prometheus at `prometheus_url` (e.g. `http://prometheus:9090`, or with
+    /// a path prefix such as `http://gateway/prometheus`), bounding every query by `timeout`.
+    pub fn new(prometheus_url: &str, timeout: Duration) -> Result<Analyst, AnalysisError> {
+        let invalid = |source: Box<dyn StdError + Send + Sync>| AnalysisError::InvalidUrl {
+            url: prometheus_url.to_string(),
+            source,
+        };
+        // The client appends `/api/v1/query` after a `/`, so a trailing slash on a path prefix
+        // would become `//api/...`, which a route prefix does not match.
+        let trimmed = prometheus_url.trim().trim_end_matches('/');
+        let client = prometheus_http_query::Client::from_str(trimmed).map_err(|e| match e {
+            // The URL parser's own error says what is wrong; the wrapper only says "invalid".
+            PromError::ParseUrl(e) => invalid(Box::new(*e.inner())),
+            other => invalid(Box::new(other)),
+        })?;
+        let base = client.base_url();
+        // `localhost:9090` parses as a URL with the scheme `localhost`: refuse it here rather
+        // than fail every query later with an error that does not point at the flag.
+        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
+            return Err(invalid(
+                "give an http:// or https:// URL with a host, e.g. http://prometheus:9090".into(),
+            ));
+        }
+        let url = base.to_string();
+        Ok(Analyst {
+            client,
+            url,
+            timeout,
+        })
+    }
+
+    /// The base URL queries go to, as messages name it.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The bound on each query.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Runs one check: the candidate request count and every metric of the plan, concurrently,
+    /// each query bounded by the timeout (on our side, and as Prometheus' own `timeout` so that
+    /// it stops evaluating a query nobody waits for), then judges them with
+    /// [`judge_check`]. A template that does not render is a failed reading and is never sent.
+    pub async fn check(&self, plan: &AnalysisPlan, vars: &TemplateVars) -> CheckOutcome {
+        let span = tracing::debug_span!(
+            "analysis_check",
+            namespace = %vars.namespace,
+            name = %vars.name,
+            candidate_slot = %vars.candidate_slot,
+            interval = %vars.interval,
+            prometheus = %self.url,
+        );
+        async {
+            let requests = self.read(REQUESTS, &plan.requests_query, vars);
+            let metrics = join_all(plan.metrics.iter().map(|metric| async {
+                let reading = self.read(&metric.name, &metric.query, vars).await;
+                (metric.name.clone(), reading)
+            }));
+            let (requests, readings) = futures::join!(requests, metrics);
+            let outcome = judge_check(plan, &requests, &readings);
+            tracing::debug!(
+                verdict = %outcome.verdict,
+                requests = ?outcome.requests,
+                summary = %one_line(&outcome),
+                "analysis check judged"
+            );
+            outcome
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Renders and runs one query; `what` names it in messages (a metric's name).
+    async fn read(&self, what: &str, template: &str, vars: &TemplateVars) -> Reading {
+        let query = match render(template, vars) {
+            Ok(query) => query,
+            Err(e) => {
+                let why = format!("query for {what} not rendered: {e}");
+                tracing::debug!(metric = what, error = %e, "query not rendered");
+                return Reading::Failed(why);
+            }
+        };
+        tracing::debug!(metric = what, %query, "querying Prometheus");
+        // Prometheus takes whole milliseconds; a timeout too long for i64 is no bound at all.
+        let timeout_ms = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
+        // POST: custom queries can be long, and a form body has no URL length limit on the way.
+        let sent = self.client.query(&query).timeout(timeout_ms).post();
+        let reading = match tokio::time::timeout(self.timeout, sent).await {
+            Err(_elapsed) => Reading::Failed(self.timed_out(what)),
+            Ok(Err(e)) => Reading::Failed(self.describe(what, &e)),
+            Ok(Ok(result)) => reading_of(what, result.data()),
+        };
+        tracing::debug!(metric = what, ?reading, "Prometheus answered");
+        reading
+    }
+
+    fn timed_out(&self, what: &str) -> String {
+        format!(
+            "query for {what} timed out after {} (Prometheus at {})",
+            duration::format(self.timeout),
+            self.url
+        )
+    }
+
+    /// A failed query as a person reads it: what went wrong, where, and for which metric.
+    fn describe(&self, what: &str, error: &PromError) -> String {
+        let url = &self.url;
+        match error {
+            PromError::Prometheus(e) => {
+                let message = e.message();
+                match e.error_type() {
+                    PrometheusErrorType::Timeout => {
+                        format!("{}: {message}", self.timed_out(what))
+                    }
+                    // Bad syntax, unknown functions, many-to-many matches: the query is wrong.
+                    PrometheusErrorType::BadData | PrometheusErrorType::Execution => {
+                        format!("Prometheus rejected the query for {what}: {message}")
+                    }
+                    other => format!(
+                        "Prometheus at {url} could not run the query for {what} ({other}): {message}"
+                    ),
+                }
+            }
+            PromError::Client(e) => match e.inner() {
+                Some(r) if r.is_timeout() => self.timed_out(what),
+                Some(r) if r.is_connect() => {
+                    format!("Prometheus at {url} unreachable: {}", root_cause(r))
+                }
+                Some(r) => match r.status() {
+                    // A body that is not JSON with an error status: a proxy or gateway between.
+                    Some(status) => format!(
+                        "Prometheus at {url} answered the query for {what} with HTTP {status}"
+                    ),
+                    None if r.is_decode() => format!(
+                        "{url} answered the query for {what} with something that is not a Prometheus query result (is it Prometheus' URL?): {}",
+                        root_cause(r)
+                    ),
+                    None => format!(
+                        "query for {what} to Prometheus at {url} failed: {}",
+                        root_cause(r)
+                    ),
+                },
+                // A success status without JSON: most likely a web page, not Prometheus' API.
+                None => format!(
+                    "{url} answered the query for {what} with something other than JSON: is it Prometheus' URL? ({e})"
+                ),
+            },
+            other => format!("query for {what} to Prometheus at {url} failed: {other}"),
+        }
+    }
+}
+
+/// The reading of one answer: exactly one number, or no data. Several series are refused rather
+/// than summed or picked from: which one was meant is the user's to say, and a guess could pass
+/// a candidate that should fail.
+fn reading_of(what: &str, data: &Data) -> Reading {
+    match data {
+        // NaN and ±Inf are passed on as they are: the core judges NaN as no data.
+        Data::Scalar(sample) => Reading::Value(sample.value()),
+        Data::Vector(series) => match series.as_slice() {
+            [] => Reading::NoData,
+            [one] => Reading::Value(one.sample().value()),
+            many => Reading::Failed(format!(
+                "query for {what} returned {} series; it must return one (aggregate it, e.g. with sum or max)",
+                many.len()
+            )),
+        },
+        Data::Matrix(_) => Reading::Failed(format!(
+            "query for {what} returned a range vector; it must return one number (drop the [range] or wrap it in a function such as rate)"
+        )),
+    }
+}
+
+/// The innermost cause of an error: for a connection, what the system said ("Connection refused",
+/// "failed to lookup address information"), without the wrappers' restatements of the URL.
+fn root_cause(error: &(dyn StdError + 'static)) -> String {
+    let mut cause = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}

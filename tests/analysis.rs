@@ -1,0 +1,510 @@
+//! The Analyst against a real Prometheus scraping the sandbox's simulated ingress-nginx: a canary
+//! Ingress sends half of the traffic to a green slot that answers 10% 5xx with a 200ms median, and
+//! every check below is judged from what Prometheus really answers.
+
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::Client;
+use kube::api::{Api, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use prometheus_http_query::response::Data;
+use serde_json::{Value, json};
+use sluice::analysis::{AnalysisError, Analyst};
+use sluice_sandbox::{Sandbox, SandboxConfig};
+use sluice_strategies::analysis::{CheckOutcome, MetricJudgement};
+use sluice_strategies::plan::AnalysisPlan;
+use sluice_strategies::promql::TemplateVars;
+use sluice_strategies::spec::RolloutSpec;
+use sluice_strategies::status::{Slot, Verdict};
+use sluice_strategies::{Presets, resolve};
+
+const NS: &str = "erp-system";
+const TIMEOUT: Duration = Duration::from_secs(5);
+const INTERVAL: Duration = Duration::from_secs(10);
+
+async fn kube_client(sandbox: &Sandbox) -> Client {
+    let kubeconfig = Kubeconfig::from_yaml(&sandbox.kubeconfig()).expect("a valid kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kube accepts the sandbox's kubeconfig");
+    Client::try_from(config).expect("a client for the sandbox")
+}
+
+async fn create<K>(client: &Client, body: Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), NS);
+    let object: K = serde_json::from_value(body).expect("a valid object");
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("created");
+}
+
+/// A slot Deployment as sluice runs them: `reporting-<slot>`, pods labelled with the slot.
+fn slot(slot: &str, annotations: Value) -> Value {
+    let labels = json!({"app": "reporting", "sluice.dev/slot": slot});
+    json!({
+        "metadata": {"name": format!("reporting-{slot}")},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels, "annotations": annotations},
+                "spec": {"containers": [{"name": "reporting", "image": "erp/reporting:1.0"}]},
+            },
+        },
+    })
+}
+
+fn service(name: &str, slot: &str) -> Value {
+    json!({
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"app": "reporting", "sluice.dev/slot": slot},
+            "ports": [{"port": 80, "targetPort": 8080}],
+        },
+    })
+}
+
+fn ingress(name: &str, service: &str, annotations: Value) -> Value {
+    json!({
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {
+            "ingressClassName": "nginx",
+            "rules": [{"host": "erp.example.com", "http": {"paths": [{
+                "path": "/api/reports",
+                "pathType": "Prefix",
+                "backend": {"service": {"name": service, "port": {"number": 80}}},
+            }]}}],
+        },
+    })
+}
+
+/// The analysis plan of a canary Rollout of `reporting` with these metrics, resolved with the
+/// embedded presets as the controller resolves it.
+fn plan(min_requests: u64, metrics: Value) -> AnalysisPlan {
+    let spec: RolloutSpec = serde_json::from_value(json!({
+        "targetRef": {"name": "reporting"},
+        "service": {"name": "reporting-service", "port": 80},
+        "strategy": {"canary": {"ingressRef": {"name": "erp-ingress"}, "steps": [50]}},
+        "analysis": {"interval": "10s", "minRequests": min_requests, "metrics": metrics},
+    }))
+    .expect("a valid spec");
+    let presets = Presets::embedded().expect("the embedded presets load");
+    resolve(&spec, &presets).expect("a valid plan").analysis
+}
+
+fn vars() -> TemplateVars {
+    TemplateVars::for_release(
+        NS,
+        "reporting",
+        "reporting-service",
+        Some("erp-ingress"),
+        Slot::Blue,
+        INTERVAL,
+    )
+}
+
+fn metric<'a>(outcome: &'a CheckOutcome, name: &str) -> &'a MetricJudgement {
+    outcome
+        .metrics
+        .iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| panic!("{name} judged in {outcome:#?}"))
+}
+
+fn reason(judgement: &MetricJudgement) -> &str {
+    judgement.reason.as_deref().unwrap_or("")
+}
+
+/// A port nothing listens on: bound by us, then released.
+fn unused_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().expect("its address").port();
+    drop(listener);
+    port
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_judge_what_prometheus_answers() {
+    // The whole scenario is bounded: a stuck query or a Prometheus that never fills must fail the
+    // test, not hang it. Dropping the sandbox on a panic stops Prometheus too.
+    tokio::time::timeout(Duration::from_secs(60), scenario())
+        .await
+        .expect("the scenario finishes within 60s");
+}
+
+async fn scenario() {
+    let config = SandboxConfig {
+        prometheus: true,
+        seed: 11,
+        ..SandboxConfig::default()
+    };
+    let sandbox = Sandbox::start(config).await.expect("the sandbox starts");
+    let client = kube_client(&sandbox).await;
+    let prometheus_url = sandbox.prometheus_url().expect("Prometheus is running");
+
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let namespace = serde_json::from_value(json!({"metadata": {"name": NS}})).expect("valid");
+    namespaces
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("namespace created");
+    create::<Deployment>(
+        &client,
+        slot("blue", json!({"sandbox.sluice.dev/ready-after": "100ms"})),
+    )
+    .await;
+    create::<Deployment>(
+        &client,
+        slot(
+            "green",
+            json!({
+                "sandbox.sluice.dev/ready-after": "100ms",
+                "sandbox.sluice.dev/error-rate": "0.1",
+                "sandbox.sluice.dev/latency-ms": "200",
+            }),
+        ),
+    )
+    .await;
+    create::<Service>(&client, service("reporting-service", "blue")).await;
+    create::<Service>(&client, service("reporting-service-canary", "green")).await;
+    create::<Ingress>(
+        &client,
+        ingress(
+            "erp-ingress",
+            "reporting-service",
+            json!({"sandbox.sluice.dev/rps": "200"}),
+        ),
+    )
+    .await;
+    create::<Ingress>(
+        &client,
+        ingress(
+            "erp-ingress-canary",
+            "reporting-service-canary",
+            json!({
+                "nginx.ingress.kubernetes.io/canary": "true",
+                "nginx.ingress.kubernetes.io/canary-weight": "50",
+            }),
+        ),
+    )
+    .await;
+
+    // A full 10s window of canary traffic, plus a few scrapes: the first check then sees as much
+    // as a controller's check would, not a window half empty.
+    let started = Instant::now();
+    let raw: prometheus_http_query::Client = prometheus_url.parse().expect("Prometheus' URL");
+    let canary_requests =
+        r#"sum(nginx_ingress_controller_requests{namespace="erp-system",canary!=""})"#;
+    loop {
+        let answer = raw.query(canary_requests).get().await;
+        let scraped = answer.is_ok_and(|r| matches!(r.data(), Data::Vector(v) if !v.is_empty()));
+        if scraped && started.elapsed() >= Duration::from_secs(15) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(40),
+            "Prometheus holds no canary traffic after 40s"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let analyst = Analyst::new(&prometheus_url, TIMEOUT).expect("a valid URL");
+    let vars = vars();
+
+    // The preset metrics on the sick candidate: 10% 5xx fails a 1% bound.
+    let strict = plan(
+        50,
+        json!([{"name": "error-rate", "max": 1}, {"name": "latency-p99", "max": 500}]),
+    );
+    let outcome = analyst.check(&strict, &vars).await;
+    assert_eq!(outcome.verdict, Verdict::Fail, "{outcome:#?}");
+    let requests = outcome.requests.expect("the candidate request count");
+    assert!(
+        requests > 50.0,
+        "{requests} candidate requests in 10s at 100 rps"
+    );
+    let errors = metric(&outcome, "error-rate");
+    assert_eq!(errors.verdict, Verdict::Fail, "{errors:?}");
+    let rate = errors.value.expect("an error rate");
+    assert!(
+        (rate - 10.0).abs() <= 3.0,
+        "error rate {rate}% is not 10% ± 3 points"
+    );
+    let p99 = metric(&outcome, "latency-p99")
+        .value
+        .expect("a p99 latency");
+    // A 200ms median with a log-normal tail has a p99 near 640ms, which ingress-nginx's buckets
+    // put between 500ms and 1s.
+    assert!(
+        (200.0..5000.0).contains(&p99),
+        "p99 {p99}ms for a 200ms median"
+    );
+
+    // The same candidate under bounds it meets.
+    let lenient = plan(
+        50,
+        json!([{"name": "error-rate", "max": 20}, {"name": "latency-p99", "max": 5000}]),
+    );
+    let outcome = analyst.check(&lenient, &vars).await;
+    assert_eq!(outcome.verdict, Verdict::Pass, "{outcome:#?}");
+    assert!(outcome.metrics.iter().all(|m| m.value.is_some()));
+
+    // Too little traffic to judge: inconclusive, never failed.
+    let starved = plan(
+        1_000_000,
+        json!([{"name": "error-rate", "max": 1}, {"name": "latency-p99", "max": 500}]),
+    );
+    let outcome = analyst.check(&starved, &vars).await;
+    assert_eq!(outcome.verdict, Verdict::Inconclusive, "{outcome:#?}");
+    let why = outcome.reason.as_deref().unwrap_or("");
+    assert!(why.contains("minRequests 1000000"), "reason: {why}");
+
+    // A custom query with one series per status is ambiguous: refused, naming the metric.
+    let by_status = plan(
+        50,
+        json!([{
+            "name": "rate-by-status",
+            "query": r#"sum by (status) (rate(nginx_ingress_controller_requests{namespace="{{ namespace }}",ingress="{{ ingress }}",canary!=""}[{{ interval }}]))"#,
+            "max": 1000,
+        }]),
+    );
+    let outcome = analyst.check(&by_status, &vars).await;
+    assert_eq!(outcome.verdict, Verdict::Error, "{outcome:#?}");
+    let judged = metric(&outcome, "rate-by-status");
+    assert_eq!(judged.verdict, Verdict::Error);
+    assert!(
+        reason(judged).contains("query for rate-by-status returned 3 series; it must return one"),
+        "reason: {}",
+        reason(judged)
+    );
+
+    // A syntax error comes back with Prometheus' own words.
+    let broken = plan(
+        50,
+        json!([{
+            "name": "queue-depth",
+            "query": r#"sum(rate(nginx_ingress_controller_requests{namespace="{{ namespace }}"}[{{ interval }}])"#,
+            "max": 100,
+        }]),
+    );
+    let outcome = analyst.check(&broken, &vars).await;
+    assert_eq!(outcome.verdict, Verdict::Error, "{outcome:#?}");
+    let judged = metric(&outcome, "queue-depth");
+    assert_eq!(judged.verdict, Verdict::Error);
+    assert!(
+        reason(judged).contains("Prometheus rejected the query for queue-depth: ")
+            && reason(judged).contains("parse error"),
+        "reason: {}",
+        reason(judged)
+    );
+
+    // Every shape of answer: one series, a scalar, NaN, nothing, and a range vector.
+    let shapes = plan(
+        0,
+        json!([
+            {"name": "one-series", "query": "vector(7)", "max": 10},
+            {"name": "a-scalar", "query": "scalar(vector(3))", "max": 10},
+            {"name": "not-a-number", "query": "scalar(vector(0)) / 0", "max": 10},
+            {"name": "nothing", "query": r#"nginx_ingress_controller_requests{namespace="not-{{ namespace }}"}"#, "max": 10},
+            {"name": "a-range", "query": r#"sum(nginx_ingress_controller_requests{namespace="{{ namespace }}"})[{{ interval }}:1s]"#, "max": 10},
+        ]),
+    );
+    let outcome = analyst.check(&shapes, &vars).await;
+    assert_eq!(outcome.verdict, Verdict::Error, "{outcome:#?}");
+    let judged = |name: &str| {
+        let m = metric(&outcome, name);
+        (m.verdict, m.value)
+    };
+    assert_eq!(judged("one-series"), (Verdict::Pass, Some(7.0)));
+    assert_eq!(judged("a-scalar"), (Verdict::Pass, Some(3.0)));
+    assert_eq!(judged("not-a-number"), (Verdict::Inconclusive, None));
+    assert_eq!(judged("nothing"), (Verdict::Inconclusive, None));
+    assert_eq!(judged("a-range").0, Verdict::Error);
+    assert!(reason(metric(&outcome, "a-range")).contains("returned a range vector"));
+
+    // Pointed at something that is not Prometheus (the sandbox's API server): an error naming
+    // the URL, not a panic or a parse failure without context.
+    let misdirected = Analyst::new(&sandbox.api_url(), TIMEOUT).expect("a valid URL");
+    let outcome = misdirected.check(&lenient, &vars).await;
+    assert_eq!(outcome.verdict, Verdict::Error, "{outcome:#?}");
+    let why = reason(metric(&outcome, "error-rate"));
+    assert!(why.contains(misdirected.url()), "reason: {why}");
+
+    sandbox.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_unreachable_prometheus_is_an_error_at_once() {
+    let url = format!("http://127.0.0.1:{}", unused_port());
+    let analyst = Analyst::new(&url, TIMEOUT).expect("a valid URL");
+    assert_eq!(analyst.url(), format!("{url}/"));
+    let strict = plan(
+        50,
+        json!([{"name": "error-rate", "max": 1}, {"name": "latency-p99", "max": 500}]),
+    );
+    let started = Instant::now();
+    let outcome = analyst.check(&strict, &vars()).await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "a refused connection is reported in {took:?}, not after the {TIMEOUT:?} timeout"
+    );
+    assert_eq!(outcome.verdict, Verdict::Error, "{outcome:#?}");
+    let why = outcome.reason.as_deref().unwrap_or("");
+    assert!(
+        why.contains(&format!("Prometheus at {url}/ unreachable: ")),
+        "reason: {why}"
+    );
+    for judged in &outcome.metrics {
+        assert_eq!(judged.verdict, Verdict::Error);
+        assert!(reason(judged).contains(&url), "reason: {}", reason(judged));
+    }
+}
+
+#[tokio::test]
+async fn a_silent_prometheus_times_out_within_the_bound() {
+    // Connections complete into the listen backlog, and nothing ever answers.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    let analyst = Analyst::new(&url, Duration::from_millis(300)).expect("a valid URL");
+    let started = Instant::now();
+    let outcome = analyst
+        .check(
+            &plan(50, json!([{"name": "latency-p99", "max": 500}])),
+            &vars(),
+        )
+        .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(2),
+        "queries run concurrently, each bounded by 300ms; took {took:?}"
+    );
+    assert_eq!(outcome.verdict, Verdict::Error, "{outcome:#?}");
+    let why = reason(metric(&outcome, "latency-p99"));
+    assert!(
+        why.contains(&format!(
+            "query for latency-p99 timed out after 300ms (Prometheus at {url}/)"
+        )),
+        "reason: {why}"
+    );
+    drop(listener);
+}
+
+/// Answers every request with `status` and a plain-text body, as a proxy in front of Prometheus
+/// does when Prometheus is down.
+async fn plain_http_server(status: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                // Read the whole request first: closing a socket with unread bytes resets it,
+                // and the client would see a reset instead of the answer.
+                let mut request = Vec::new();
+                let mut buffer = [0u8; 4096];
+                loop {
+                    let Ok(n) = socket.read(&mut buffer).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    request.extend_from_slice(&buffer[..n]);
+                    let text = String::from_utf8_lossy(&request);
+                    if let Some(end) = text.find("\r\n\r\n") {
+                        let length = text[..end]
+                            .lines()
+                            .find_map(|l| {
+                                let (name, value) = l.split_once(':')?;
+                                name.eq_ignore_ascii_case("content-length")
+                                    .then(|| value.trim().parse::<usize>().ok())?
+                            })
+                            .unwrap_or(0);
+                        if request.len() >= end + 4 + length {
+                            break;
+                        }
+                    }
+                }
+                let body = "upstream unavailable";
+                let answer = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: text/plain\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+                let _ = socket.shutdown().await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn an_http_error_in_front_of_prometheus_names_its_status() {
+    let url = plain_http_server("502 Bad Gateway").await;
+    let analyst = Analyst::new(&url, TIMEOUT).expect("a valid URL");
+    let outcome = analyst
+        .check(
+            &plan(50, json!([{"name": "error-rate", "max": 1}])),
+            &vars(),
+        )
+        .await;
+    assert_eq!(outcome.verdict, Verdict::Error, "{outcome:#?}");
+    let why = reason(metric(&outcome, "error-rate"));
+    assert!(
+        why.contains(&format!(
+            "Prometheus at {url}/ answered the query for error-rate with HTTP 502 Bad Gateway"
+        )),
+        "reason: {why}"
+    );
+}
+
+#[tokio::test]
+async fn a_query_that_does_not_render_is_never_sent() {
+    // Were it sent, the reason would be that nothing listens on the port.
+    let analyst =
+        Analyst::new(&format!("http://127.0.0.1:{}", unused_port()), TIMEOUT).expect("a valid URL");
+    let strict = plan(50, json!([{"name": "error-rate", "max": 1}]));
+    let mut vars = vars();
+    vars.namespace = r#"erp"} or vector(1) #"#.to_string();
+    let outcome = analyst.check(&strict, &vars).await;
+    assert_eq!(outcome.verdict, Verdict::Error, "{outcome:#?}");
+    let why = reason(metric(&outcome, "error-rate"));
+    assert!(
+        why.contains("query for error-rate not rendered: template variable namespace"),
+        "reason: {why}"
+    );
+    assert!(!why.contains("unreachable"), "reason: {why}");
+}
+
+#[test]
+fn only_http_urls_make_an_analyst() {
+    for bad in ["localhost:9090", "not a url", "ftp://prometheus:21", ""] {
+        let built = Analyst::new(bad, TIMEOUT);
+        assert!(
+            matches!(&built, Err(AnalysisError::InvalidUrl { url, .. }) if url == bad),
+            "{bad:?} gave {built:?}"
+        );
+    }
+    let err = Analyst::new("localhost:9090", TIMEOUT).expect_err("no scheme");
+    assert!(err.to_string().contains("http://"), "{err}");
+    // A path prefix (Prometheus behind a gateway) is kept, without a slash the API path doubles.
+    let behind = Analyst::new("https://gateway.example.com/prometheus/", TIMEOUT).expect("valid");
+    assert_eq!(behind.url(), "https://gateway.example.com/prometheus");
+    assert_eq!(behind.timeout(), TIMEOUT);
+}
