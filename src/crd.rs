@@ -19,12 +19,12 @@ use sluice_strategies::status::RolloutStatus;
     status = "RolloutStatus",
     shortname = "ro",
     category = "sluice",
-    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
-    printcolumn(name = "Weight", type_ = "integer", json_path = ".status.canaryWeight"),
-    printcolumn(name = "Step", type_ = "integer", json_path = ".status.step"),
-    printcolumn(name = "Stable", type_ = "string", json_path = ".status.stableRevision"),
-    printcolumn(name = "Candidate", type_ = "string", json_path = ".status.candidateRevision"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn = r#"{"name": "Phase", "type": "string", "jsonPath": ".status.phase"}"#,
+    printcolumn = r#"{"name": "Weight", "type": "integer", "jsonPath": ".status.canaryWeight"}"#,
+    printcolumn = r#"{"name": "Step", "type": "integer", "jsonPath": ".status.step"}"#,
+    printcolumn = r#"{"name": "Stable", "type": "string", "jsonPath": ".status.stableRevision"}"#,
+    printcolumn = r#"{"name": "Candidate", "type": "string", "jsonPath": ".status.candidateRevision"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(transparent)]
 pub struct RolloutSpec(pub Spec);

@@ -233,6 +233,9 @@ pub struct RolloutStatus {
     /// `retry` command arrives.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rolled_back_revision: Option<String>,
+    /// Why the latest release was given up (shown while and after it rolls back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_reason: Option<String>,
     /// The nonce of the latest command consumed, so that none is applied twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_command: Option<String>,

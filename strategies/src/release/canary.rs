@@ -443,7 +443,7 @@ impl Machine<'_> {
             self.s.rolled_back_revision = self.s.candidate_revision.clone();
         }
         let revision = self.s.candidate_revision.clone().unwrap_or_default();
-        self.s.message = Some(format!("rolling back {revision}: {reason}"));
+        self.s.rollback_reason = Some(format!("{revision}: {reason}"));
         self.enter(Stage::RollingBack);
         self.note("RollingBack", format!("{revision}: {reason}"), true);
     }
@@ -470,17 +470,11 @@ impl Machine<'_> {
 
     /// No release in flight any more; the phase says how the last one ended.
     fn settle(&mut self, outcome: Phase) {
-        if outcome != Phase::RolledBack {
-            self.s.message = None;
-        } else if let Some(message) = self.s.message.take() {
-            self.s.message = Some(message.replacen("rolling back", "rolled back", 1));
-        }
         if outcome == Phase::RolledBack {
-            self.note(
-                "RolledBack",
-                self.s.message.clone().unwrap_or_default(),
-                true,
-            );
+            let reason = self.s.rollback_reason.clone().unwrap_or_default();
+            self.note("RolledBack", reason, true);
+        } else {
+            self.s.rollback_reason = None;
         }
         self.s.candidate_revision = None;
         self.s.step = None;

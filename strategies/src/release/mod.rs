@@ -9,6 +9,7 @@
 
 mod canary;
 mod desired;
+mod handback;
 mod report;
 mod revision;
 #[cfg(test)]
@@ -27,6 +28,7 @@ use crate::plan::{ReleasePlan, StrategyPlan};
 use crate::spec::TrafficMatch;
 use crate::status::{RolloutStatus, Slot, Stage};
 
+pub use handback::{HandBack, hand_back};
 pub use report::{conditions_for_invalid, invalid_spec_status};
 pub use revision::{
     REVISION_ANNOTATION, SLOT_LABEL, canonical_json, slot_selector, slot_template, template_hash,

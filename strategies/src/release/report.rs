@@ -89,9 +89,9 @@ pub fn finish(
                 Phase::Ready
             };
             let stable_revision = s.stable_revision.clone().unwrap_or_default();
-            let message = match (phase, s.message.clone()) {
+            let message = match (phase, s.rollback_reason.clone()) {
                 (Phase::RolledBack, Some(why)) => format!(
-                    "{why}; {stable_revision} on {stable} serves all traffic (send retry or change the template to release again)"
+                    "rolled back {why}; {stable_revision} on {stable} serves all traffic (send retry or change the template to release again)"
                 ),
                 (Phase::Succeeded, _) => {
                     format!("revision {stable_revision} promoted: {stable} serves all traffic")
@@ -162,9 +162,10 @@ pub fn finish(
         ),
         Stage::RollingBack | Stage::RollingBackScaleDown => (
             Phase::Progressing,
-            s.message
-                .clone()
-                .unwrap_or_else(|| format!("rolling back {candidate_revision}")),
+            format!(
+                "rolling back {}",
+                s.rollback_reason.clone().unwrap_or(candidate_revision)
+            ),
         ),
         Stage::Superseding => (
             Phase::Progressing,
@@ -174,9 +175,7 @@ pub fn finish(
         ),
     };
     s.phase = phase;
-    if !matches!(stage, Stage::RollingBack | Stage::RollingBackScaleDown) {
-        s.message = Some(message.clone());
-    }
+    s.message = Some(message.clone());
     let now = world.now;
     let generation = s.observed_generation;
     let (ready_status, ready_reason) = if stage == Stage::TakingOver {

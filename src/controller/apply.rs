@@ -1,0 +1,322 @@
+//! The thin patch writer: turns the core's `Desired` into Kubernetes writes, in an order that never
+//! sends traffic where nothing is ready. Server-side apply with one field manager for the objects
+//! sluice owns; targeted patches for the two objects it only borrows (the user's Service and
+//! Deployment).
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::{Resource, ResourceExt};
+use serde_json::{Value, json};
+use sluice_strategies::plan::{IngressRuleRef, ReleasePlan, ingress_rules_for_service};
+use sluice_strategies::release::{
+    CanaryRoute, Desired, REVISION_ANNOTATION, SlotSpec, slot_selector,
+};
+use sluice_strategies::spec::{IntOrString, TrafficMatch};
+use sluice_strategies::status::Slot;
+
+use super::observe::{canary_ingress_name, canary_service_name, slot_name};
+use crate::crd::Rollout;
+use crate::error::{Error, kube_err};
+
+/// The one field manager of everything sluice applies.
+pub const FIELD_MANAGER: &str = "sluice";
+const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
+/// On a Service sluice created (rather than adopted): it is sluice's to keep working on hand-back.
+pub const CREATED_ANNOTATION: &str = "sluice.dev/created";
+const NGINX: &str = "nginx.ingress.kubernetes.io";
+
+/// What the writer needs to know about the Rollout and the objects it reads.
+pub struct Target<'a> {
+    pub rollout: &'a Rollout,
+    pub namespace: &'a str,
+    pub plan: &'a ReleasePlan,
+    pub deployment: &'a Deployment,
+    pub service: Option<&'a Service>,
+    pub ingress: Option<&'a Ingress>,
+    pub observed_slots: [Option<i32>; 2],
+}
+
+fn apply_params() -> PatchParams {
+    PatchParams::apply(FIELD_MANAGER).force()
+}
+
+fn owner(rollout: &Rollout) -> Value {
+    // A Rollout read from the API always has a name and uid; controller_owner_ref only misses them
+    // for objects that were never stored.
+    json!([rollout
+        .controller_owner_ref(&())
+        .map(|r| serde_json::to_value(r).unwrap_or(Value::Null))])
+}
+
+fn labels(rollout: &Rollout) -> Value {
+    json!({MANAGED_BY: "sluice", ROLLOUT_LABEL: rollout.name_any()})
+}
+
+/// Writes `desired` in the safe order: slots that grow or change first, then the Service, then the
+/// canary route, then slots that shrink, then the user's Deployment.
+pub async fn write(client: &kube::Client, t: &Target<'_>, desired: &Desired) -> Result<(), Error> {
+    let index = |slot: Slot| if slot == Slot::Blue { 0 } else { 1 };
+    let (growing, shrinking): (Vec<&SlotSpec>, Vec<&SlotSpec>) =
+        desired.slots.iter().partition(|s| {
+            t.observed_slots[index(s.slot)].is_none_or(|observed| s.replicas >= observed)
+        });
+    for slot in growing {
+        apply_slot(client, t, slot).await?;
+    }
+    if let Some(selector) = &desired.service_selector {
+        write_service(client, t, selector).await?;
+    }
+    if let Some(slot) = desired.canary_service {
+        apply_canary_service(client, t, slot).await?;
+    }
+    if let Some(route) = &desired.canary_route {
+        apply_canary_ingress(client, t, route).await?;
+    }
+    for slot in shrinking {
+        apply_slot(client, t, slot).await?;
+    }
+    if let Some(replicas) = desired.target_replicas {
+        scale_target(client, t, replicas).await?;
+    }
+    Ok(())
+}
+
+async fn apply_slot(client: &kube::Client, t: &Target<'_>, slot: &SlotSpec) -> Result<(), Error> {
+    let name = slot_name(&t.plan.target, slot.slot);
+    let user = t.deployment.spec.as_ref();
+    let mut spec = json!({
+        "replicas": slot.replicas,
+        "selector": {"matchLabels": slot_selector(&super::observe::match_labels(t.deployment), slot.slot)},
+        "template": slot.template,
+    });
+    if let Some(strategy) = user.and_then(|s| s.strategy.as_ref()) {
+        spec["strategy"] = json!(strategy);
+    }
+    if let Some(seconds) = user.and_then(|s| s.min_ready_seconds) {
+        spec["minReadySeconds"] = json!(seconds);
+    }
+    let mut slot_labels = labels(t.rollout);
+    slot_labels["sluice.dev/slot"] = json!(slot.slot.as_str());
+    let body = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": t.namespace,
+            "labels": slot_labels,
+            "annotations": {REVISION_ANNOTATION: slot.revision},
+            "ownerReferences": owner(t.rollout),
+        },
+        "spec": spec,
+    });
+    Api::<Deployment>::namespaced(client.clone(), t.namespace)
+        .patch(&name, &apply_params(), &Patch::Apply(&body))
+        .await
+        .map_err(kube_err("apply", "Deployment", t.namespace, &name))?;
+    Ok(())
+}
+
+fn service_ports(t: &Target<'_>) -> Value {
+    if let Some(ports) = t
+        .service
+        .and_then(|s| s.spec.as_ref())
+        .and_then(|s| s.ports.as_ref())
+    {
+        return json!(ports);
+    }
+    let target_port = match &t.plan.service.target_port {
+        Some(IntOrString::Int(n)) => json!(n),
+        Some(IntOrString::String(name)) => json!(name),
+        None => json!(t.plan.service.port),
+    };
+    json!([{"name": "http", "port": t.plan.service.port, "targetPort": target_port, "protocol": "TCP"}])
+}
+
+/// The user's Service is borrowed: only its selector is written (created when it did not exist).
+pub async fn write_service(
+    client: &kube::Client,
+    t: &Target<'_>,
+    selector: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let name = &t.plan.service.name;
+    match t.service {
+        Some(service) => {
+            let current = service.spec.as_ref().and_then(|s| s.selector.as_ref());
+            if current == Some(selector) {
+                return Ok(());
+            }
+            set_selector(client, t.namespace, name, selector).await?;
+        }
+        None => {
+            let body: Service = serde_json::from_value(json!({
+                "metadata": {"name": name, "namespace": t.namespace, "labels": labels(t.rollout),
+                             "annotations": {CREATED_ANNOTATION: "true"}},
+                "spec": {"selector": selector, "ports": service_ports(t)},
+            }))
+            .map_err(|source| Error::Serialize {
+                what: "Service",
+                source,
+            })?;
+            Api::<Service>::namespaced(client.clone(), t.namespace)
+                .create(&PostParams::default(), &body)
+                .await
+                .map_err(kube_err("create", "Service", t.namespace, name))?;
+        }
+    }
+    Ok(())
+}
+
+/// Replaces a Service's whole selector (a merge patch would keep keys the new selector lacks).
+pub async fn set_selector(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+    selector: &BTreeMap<String, String>,
+) -> Result<(), Error> {
+    let ops: json_patch::Patch =
+        serde_json::from_value(json!([{"op": "add", "path": "/spec/selector", "value": selector}]))
+            .map_err(|source| Error::Serialize {
+                what: "selector patch",
+                source,
+            })?;
+    Api::<Service>::namespaced(client.clone(), namespace)
+        .patch(name, &PatchParams::default(), &Patch::Json::<()>(ops))
+        .await
+        .map_err(kube_err("switch selector of", "Service", namespace, name))?;
+    Ok(())
+}
+
+async fn apply_canary_service(
+    client: &kube::Client,
+    t: &Target<'_>,
+    slot: Slot,
+) -> Result<(), Error> {
+    let name = canary_service_name(&t.plan.service.name);
+    let body = json!({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": t.namespace, "labels": labels(t.rollout), "ownerReferences": owner(t.rollout)},
+        "spec": {"selector": slot_selector(&super::observe::match_labels(t.deployment), slot), "ports": service_ports(t)},
+    });
+    Api::<Service>::namespaced(client.clone(), t.namespace)
+        .patch(&name, &apply_params(), &Patch::Apply(&body))
+        .await
+        .map_err(kube_err("apply", "Service", t.namespace, &name))?;
+    Ok(())
+}
+
+fn canary_annotations(route: &CanaryRoute) -> Value {
+    let mut annotations = json!({
+        format!("{NGINX}/canary"): "true",
+        format!("{NGINX}/canary-weight"): route.weight.to_string(),
+    });
+    match &route.traffic_match {
+        Some(TrafficMatch {
+            header: Some(header),
+            ..
+        }) => {
+            annotations[format!("{NGINX}/canary-by-header")] = json!(header.name);
+            if let Some(value) = &header.value {
+                annotations[format!("{NGINX}/canary-by-header-value")] = json!(value);
+            } else if let Some(pattern) = &header.pattern {
+                annotations[format!("{NGINX}/canary-by-header-pattern")] = json!(pattern);
+            }
+        }
+        Some(TrafficMatch {
+            cookie: Some(cookie),
+            ..
+        }) => {
+            annotations[format!("{NGINX}/canary-by-cookie")] = json!(cookie.name);
+        }
+        _ => {}
+    }
+    annotations
+}
+
+/// A copy of exactly the user's rules for `<svc>`, pointed at `<svc>-canary`.
+pub fn canary_rules(rules: &[IngressRuleRef], service: &str, port: u16) -> Value {
+    let mut by_host: BTreeMap<Option<String>, Vec<Value>> = BTreeMap::new();
+    for rule in rules {
+        let mut path = json!({
+            "pathType": rule.path_type.clone().unwrap_or_else(|| "ImplementationSpecific".into()),
+            "backend": {"service": {"name": canary_service_name(service), "port": {"number": port}}},
+        });
+        if let Some(p) = &rule.path {
+            path["path"] = json!(p);
+        }
+        by_host.entry(rule.host.clone()).or_default().push(path);
+    }
+    let rules: Vec<Value> = by_host
+        .into_iter()
+        .map(|(host, paths)| {
+            let mut rule = json!({"http": {"paths": paths}});
+            if let Some(host) = host {
+                rule["host"] = json!(host);
+            }
+            rule
+        })
+        .collect();
+    json!(rules)
+}
+
+async fn apply_canary_ingress(
+    client: &kube::Client,
+    t: &Target<'_>,
+    route: &CanaryRoute,
+) -> Result<(), Error> {
+    let Some(ingress) = t.ingress else {
+        return Ok(());
+    };
+    let user = serde_json::to_value(ingress).map_err(|source| Error::Serialize {
+        what: "Ingress",
+        source,
+    })?;
+    let rules = ingress_rules_for_service(&user, &t.plan.service.name, t.plan.service.port);
+    let name = canary_ingress_name(&ingress.name_any());
+    let mut spec =
+        json!({"rules": canary_rules(&rules, &t.plan.service.name, t.plan.service.port)});
+    if let Some(class) = ingress
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.clone())
+    {
+        spec["ingressClassName"] = json!(class);
+    }
+    let body = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": {"name": name, "namespace": t.namespace, "labels": labels(t.rollout),
+                     "annotations": canary_annotations(route), "ownerReferences": owner(t.rollout)},
+        "spec": spec,
+    });
+    Api::<Ingress>::namespaced(client.clone(), t.namespace)
+        .patch(&name, &apply_params(), &Patch::Apply(&body))
+        .await
+        .map_err(kube_err("apply", "Ingress", t.namespace, &name))?;
+    Ok(())
+}
+
+pub async fn scale_target(
+    client: &kube::Client,
+    t: &Target<'_>,
+    replicas: i32,
+) -> Result<(), Error> {
+    if t.deployment.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
+        return Ok(());
+    }
+    let name = t.deployment.name_any();
+    Api::<Deployment>::namespaced(client.clone(), t.namespace)
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": replicas}})),
+        )
+        .await
+        .map_err(kube_err("scale", "Deployment", t.namespace, &name))?;
+    Ok(())
+}

@@ -1,0 +1,111 @@
+//! Manual commands (promote, promote-full, abort, pause, resume, retry) live in the Rollout's
+//! annotations, so they survive restarts and reach whichever replica leads:
+//!
+//! ```sh
+//! kubectl annotate rollout reporting sluice.dev/command=promote --overwrite
+//! ```
+//!
+//! Exactly once: sluice first stamps the command with a nonce (the Rollout's resourceVersion at
+//! that moment); the status records the nonce of every command it applied; the annotations are
+//! removed only after that status is written, and only if they still hold the same command. A
+//! crash anywhere in between neither loses a command nor applies one twice.
+
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use sluice_strategies::release::{Command, CommandVerb};
+use sluice_strategies::status::RolloutStatus;
+
+use crate::crd::Rollout;
+use crate::error::{Error, kube_err};
+
+pub const COMMAND_ANNOTATION: &str = "sluice.dev/command";
+pub const NONCE_ANNOTATION: &str = "sluice.dev/command-nonce";
+const COMMAND_POINTER: &str = "/metadata/annotations/sluice.dev~1command";
+const NONCE_POINTER: &str = "/metadata/annotations/sluice.dev~1command-nonce";
+
+#[derive(Debug, PartialEq)]
+pub enum Pending {
+    None,
+    /// A new command without its nonce yet.
+    Unstamped(String),
+    /// Stamped, not applied yet.
+    Ready(Command),
+    /// Applied already (its nonce is in the status): only the annotations are left to remove.
+    Consumed(String),
+    /// Not a command sluice knows.
+    Unknown(String),
+}
+
+pub fn pending(rollout: &Rollout, status: &RolloutStatus) -> Pending {
+    let annotations = rollout.annotations();
+    let Some(text) = annotations.get(COMMAND_ANNOTATION) else {
+        return Pending::None;
+    };
+    let Some(verb) = CommandVerb::parse(text) else {
+        return Pending::Unknown(text.clone());
+    };
+    match annotations.get(NONCE_ANNOTATION) {
+        None => Pending::Unstamped(text.clone()),
+        Some(nonce) if status.last_command.as_deref() == Some(nonce.as_str()) => {
+            Pending::Consumed(text.clone())
+        }
+        Some(nonce) => Pending::Ready(Command {
+            verb,
+            nonce: nonce.clone(),
+        }),
+    }
+}
+
+fn api(client: &kube::Client, rollout: &Rollout) -> Api<Rollout> {
+    Api::namespaced(
+        client.clone(),
+        rollout.namespace().as_deref().unwrap_or_default(),
+    )
+}
+
+async fn json_patch(
+    client: &kube::Client,
+    rollout: &Rollout,
+    ops: serde_json::Value,
+    action: &'static str,
+) -> Result<(), Error> {
+    let ops: json_patch::Patch =
+        serde_json::from_value(ops).map_err(|source| Error::Serialize {
+            what: "command patch",
+            source,
+        })?;
+    let ns = rollout.namespace().unwrap_or_default();
+    api(client, rollout)
+        .patch(
+            &rollout.name_any(),
+            &PatchParams::default(),
+            &Patch::Json::<()>(ops),
+        )
+        .await
+        .map_err(kube_err(action, "Rollout", &ns, &rollout.name_any()))?;
+    Ok(())
+}
+
+/// Gives the command its nonce, if the annotation still holds it (a `test` op makes it atomic).
+pub async fn stamp(client: &kube::Client, rollout: &Rollout, text: &str) -> Result<(), Error> {
+    let nonce = rollout.resource_version().unwrap_or_default();
+    let ops = json!([
+        {"op": "test", "path": COMMAND_POINTER, "value": text},
+        {"op": "add", "path": NONCE_POINTER, "value": nonce},
+    ]);
+    json_patch(client, rollout, ops, "stamp command on").await
+}
+
+/// Removes a consumed (or unknown) command, unless a new one replaced it meanwhile.
+pub async fn remove(client: &kube::Client, rollout: &Rollout, text: &str) -> Result<(), Error> {
+    let has_nonce = rollout.annotations().contains_key(NONCE_ANNOTATION);
+    let mut ops = vec![
+        json!({"op": "test", "path": COMMAND_POINTER, "value": text}),
+        json!({"op": "remove", "path": COMMAND_POINTER}),
+    ];
+    if has_nonce {
+        ops.push(json!({"op": "remove", "path": NONCE_POINTER}));
+    }
+    json_patch(client, rollout, json!(ops), "remove command from").await
+}

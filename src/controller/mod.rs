@@ -1,0 +1,201 @@
+//! The reconcile loop: read the world from reflector caches, ask the core, write what it says, and
+//! record the status and events. One place for every side effect of a release.
+
+mod apply;
+pub mod commands;
+mod observe;
+mod reconcile;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::Api;
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, ResourceExt};
+use sluice_strategies::Presets;
+use tokio::net::TcpListener;
+
+use crate::analysis::Analyst;
+use crate::crd::Rollout;
+use crate::error::Error;
+
+pub use apply::FIELD_MANAGER;
+
+/// How the controller runs.
+#[derive(Debug, Clone)]
+pub struct ControllerConfig {
+    pub prometheus_url: String,
+    /// Bound on every Prometheus query.
+    pub query_timeout: Duration,
+}
+
+impl ControllerConfig {
+    pub fn new(prometheus_url: impl Into<String>) -> Self {
+        ControllerConfig {
+            prometheus_url: prometheus_url.into(),
+            query_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// What every reconcile shares.
+pub struct Context {
+    pub client: Client,
+    pub presets: Presets,
+    pub analyst: Analyst,
+    pub deployments: Store<Deployment>,
+    pub services: Store<Service>,
+    pub ingresses: Store<Ingress>,
+    pub recorder: Recorder,
+}
+
+/// Rollouts in `namespace` for which `matches` holds, as controller triggers.
+fn rollouts_where(
+    rollouts: &Store<Rollout>,
+    namespace: Option<String>,
+    matches: impl Fn(&Rollout) -> bool,
+) -> Vec<ObjectRef<Rollout>> {
+    rollouts
+        .state()
+        .into_iter()
+        .filter(|r| r.namespace() == namespace && matches(r))
+        .map(|r| ObjectRef::from_obj(&*r))
+        .collect()
+}
+
+/// Runs the controller until `shutdown` completes; serves `/healthz` and `/readyz` on `listener`.
+pub async fn run(
+    client: Client,
+    config: ControllerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + Sync + 'static,
+) -> Result<(), Error> {
+    let presets = Presets::embedded()?;
+    let analyst = Analyst::new(&config.prometheus_url, config.query_timeout)?;
+    let (deployments, deployments_writer) = reflector::store();
+    let (services, services_writer) = reflector::store();
+    let (ingresses, ingresses_writer) = reflector::store();
+    let deployment_events = watcher(
+        Api::<Deployment>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(deployments_writer)
+    .applied_objects();
+    let service_events = watcher(
+        Api::<Service>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(services_writer)
+    .applied_objects();
+    let ingress_events = watcher(
+        Api::<Ingress>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .default_backoff()
+    .reflect(ingresses_writer)
+    .applied_objects();
+
+    let controller = Controller::new(
+        Api::<Rollout>::all(client.clone()),
+        watcher::Config::default(),
+    );
+    let rollouts = controller.store();
+    let (for_deployments, for_services, for_ingresses) =
+        (rollouts.clone(), rollouts.clone(), rollouts.clone());
+    let ready = crate::server::Readiness::default();
+    let context = Arc::new(Context {
+        client: client.clone(),
+        presets,
+        analyst,
+        deployments: deployments.clone(),
+        services: services.clone(),
+        ingresses: ingresses.clone(),
+        recorder: Recorder::new(
+            client.clone(),
+            Reporter {
+                controller: "sluice".into(),
+                instance: None,
+            },
+        ),
+    });
+    let stores_ready = ready.clone();
+    tokio::spawn(async move {
+        let synced = tokio::join!(
+            deployments.wait_until_ready(),
+            services.wait_until_ready(),
+            ingresses.wait_until_ready()
+        );
+        if synced.0.is_ok() && synced.1.is_ok() && synced.2.is_ok() {
+            stores_ready.set_ready();
+        }
+    });
+    let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(crate::server::serve(listener, ready, async move {
+        let _ = server_stopped.await;
+    }));
+
+    controller
+        // A slot, or the target, of a Rollout changed.
+        .watches_stream(deployment_events, move |d: Deployment| {
+            let name = d.name_any();
+            rollouts_where(&for_deployments, d.namespace(), |r| {
+                let target = &r.spec.0.target_ref.name;
+                *target == name
+                    || name == format!("{target}-blue")
+                    || name == format!("{target}-green")
+            })
+        })
+        .watches_stream(service_events, move |s: Service| {
+            let name = s.name_any();
+            rollouts_where(&for_services, s.namespace(), |r| {
+                let service = &r.spec.0.service.name;
+                *service == name || name == format!("{service}-canary")
+            })
+        })
+        .watches_stream(ingress_events, move |i: Ingress| {
+            let name = i.name_any();
+            rollouts_where(&for_ingresses, i.namespace(), |r| {
+                let canary = r.spec.0.strategy.canary.as_ref();
+                canary
+                    .and_then(|c| c.ingress_ref.as_ref())
+                    .is_some_and(|i| i.name == name || format!("{}-canary", i.name) == name)
+            })
+        })
+        .graceful_shutdown_on(shutdown)
+        .run(reconcile::reconcile, error_policy, context)
+        .for_each(|outcome| async move {
+            if let Err(err) = outcome {
+                tracing::debug!(error = %err, "reconcile trigger failed");
+            }
+        })
+        .await;
+    let _ = server_stop.send(());
+    let _ = server.await;
+    Ok(())
+}
+
+fn error_policy(rollout: Arc<Rollout>, error: &Error, _ctx: Arc<Context>) -> Action {
+    // A conflict means our view was stale: look again at once. Anything else backs off a little.
+    let retry = if error.is_conflict() {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(5)
+    };
+    tracing::warn!(
+        rollout = %format!("{}/{}", rollout.namespace().unwrap_or_default(), rollout.name_any()),
+        error = %error,
+        label = error.metric_label(),
+        "reconcile failed"
+    );
+    Action::requeue(retry)
+}

@@ -1,0 +1,67 @@
+//! The shell's errors: each says what failed on which object, and maps to a metric label.
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{action} {kind} {namespace}/{name}: {source}")]
+    Kube {
+        action: &'static str,
+        kind: &'static str,
+        namespace: String,
+        name: String,
+        #[source]
+        source: kube::Error,
+    },
+    #[error("Rollout {namespace}/{name} has no namespace or name")]
+    Unnamed { namespace: String, name: String },
+    #[error("cannot serialize {what}: {source}")]
+    Serialize {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the embedded presets do not load: {0}")]
+    Presets(#[from] sluice_strategies::PresetError),
+    #[error(transparent)]
+    Analysis(#[from] crate::analysis::AnalysisError),
+}
+
+impl Error {
+    /// A short, bounded label for metrics and logs.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Error::Kube { action, .. } => action,
+            Error::Unnamed { .. } => "unnamed",
+            Error::Serialize { .. } => "serialize",
+            Error::Listen { .. } => "listen",
+            Error::Presets(_) => "presets",
+            Error::Analysis(_) => "analysis",
+        }
+    }
+
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, Error::Kube { source: kube::Error::Api(status), .. } if status.code == 409)
+    }
+}
+
+/// Wraps a kube error with what was being done to which object.
+pub fn kube_err(
+    action: &'static str,
+    kind: &'static str,
+    namespace: &str,
+    name: &str,
+) -> impl FnOnce(kube::Error) -> Error {
+    let (namespace, name) = (namespace.to_string(), name.to_string());
+    move |source| Error::Kube {
+        action,
+        kind,
+        namespace,
+        name,
+        source,
+    }
+}
