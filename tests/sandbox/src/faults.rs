@@ -57,6 +57,7 @@ pub enum FaultAction {
 /// One rule. Unset `verb`/`resource` (plural, e.g. `deployments`) match everything; `times` limits
 /// how many requests it affects (unset: until removed).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "StrictRule")]
 pub struct FaultRule {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verb: Option<Verb>,
@@ -66,6 +67,41 @@ pub struct FaultRule {
     pub action: FaultAction,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub times: Option<u32>,
+}
+
+/// The wire form of a rule, refusing unknown fields: a typo like `"tims": 1` must not make a rule
+/// that never expires (`flatten` alone would ignore it).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StrictRule {
+    #[serde(default)]
+    verb: Option<Verb>,
+    #[serde(default)]
+    resource: Option<String>,
+    action: String,
+    #[serde(default)]
+    millis: Option<u64>,
+    #[serde(default)]
+    code: Option<u16>,
+    #[serde(default)]
+    times: Option<u32>,
+}
+
+impl TryFrom<StrictRule> for FaultRule {
+    type Error = String;
+
+    fn try_from(raw: StrictRule) -> Result<Self, Self::Error> {
+        let action = match (raw.action.as_str(), raw.millis, raw.code) {
+            ("delay", Some(millis), None) => FaultAction::Delay { millis },
+            ("fail", None, Some(code)) if (400..=599).contains(&code) => FaultAction::Fail { code },
+            ("conflict", None, None) => FaultAction::Conflict,
+            ("delay", ..) => return Err("a delay takes `millis` and nothing else".into()),
+            ("fail", ..) => return Err("a fail takes a `code` from 400 to 599 and nothing else".into()),
+            ("conflict", ..) => return Err("a conflict takes neither `millis` nor `code`".into()),
+            (other, ..) => return Err(format!("unknown action {other:?}: delay, fail or conflict")),
+        };
+        Ok(FaultRule { verb: raw.verb, resource: raw.resource, action, times: raw.times })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -228,5 +264,18 @@ mod tests {
         assert_eq!(outcome.error.map(|e| e.code), Some(503));
         assert!(faults.remove(id));
         assert!(faults.check(Verb::List, "ingresses").error.is_none());
+    }
+
+    #[test]
+    fn typos_and_mismatched_fields_are_refused() {
+        for bad in [
+            r#"{"action":"conflict","tims":1}"#,
+            r#"{"action":"fail"}"#,
+            r#"{"action":"fail","code":200}"#,
+            r#"{"action":"delay","code":500}"#,
+            r#"{"action":"explode"}"#,
+        ] {
+            assert!(serde_json::from_str::<FaultRule>(bad).is_err(), "{bad} was accepted");
+        }
     }
 }
