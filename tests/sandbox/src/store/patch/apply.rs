@@ -243,11 +243,21 @@ pub fn server_side_apply(
     let mut object = Value::Object(object);
     merge_patch(&mut object, &Value::Object(config));
 
+    // As in Kubernetes, an apply that changes neither the object nor what its manager owns is a
+    // no-op: the entry keeps its time, so the write keeps the resourceVersion.
+    let previous_time = entries_time(existing, is_own_apply);
+    let unchanged = previous_time.is_some()
+        && previously_owned == owned
+        && existing.is_some_and(|live| same_but_managed_fields(live, &object));
+    let time = match previous_time {
+        Some(time) if unchanged => time,
+        _ => Value::from(now_rfc3339),
+    };
     let entry = serde_json::json!({
         "manager": manager,
         "operation": "Apply",
         "apiVersion": applied["apiVersion"],
-        "time": now_rfc3339,
+        "time": time,
         "fieldsType": "FieldsV1",
         "fieldsV1": owned.to_fields_v1(),
     });
@@ -268,6 +278,30 @@ pub fn server_side_apply(
     // and merge_patch copied that map in.
     object["metadata"]["managedFields"] = Value::Array(entries);
     Ok(object)
+}
+
+/// The time of `manager`'s Apply entry in the live object's managedFields.
+fn entries_time(existing: Option<&Value>, is_own_apply: impl Fn(&Value) -> bool) -> Option<Value> {
+    let entries = existing?.pointer("/metadata/managedFields")?.as_array()?;
+    let entry = entries.iter().find(|e| is_own_apply(e))?;
+    entry.get("time").cloned()
+}
+
+/// Whether two objects are equal but for `metadata.managedFields`.
+fn same_but_managed_fields(a: &Value, b: &Value) -> bool {
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else {
+        return a == b;
+    };
+    let metadata = |m: &Map<String, Value>| -> Option<Map<String, Value>> {
+        let mut metadata = m.get("metadata")?.as_object()?.clone();
+        metadata.remove("managedFields");
+        Some(metadata)
+    };
+    a.len() == b.len()
+        && metadata(a) == metadata(b)
+        && a.iter()
+            .filter(|(key, _)| key.as_str() != "metadata")
+            .all(|(key, value)| b.get(key) == Some(value))
 }
 
 #[cfg(test)]

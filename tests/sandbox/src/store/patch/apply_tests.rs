@@ -191,3 +191,21 @@ fn ssa_rejects_incomplete_configs() {
     let config = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "a"}});
     assert!(server_side_apply(Some(&json!(3)), &config, "m", "t").is_err());
 }
+
+#[test]
+fn ssa_reapplying_the_same_config_is_a_no_op() {
+    let applied = deployment(json!({"replicas": 2}));
+    let created = server_side_apply(None, &applied, "ctl", "t1").unwrap();
+    let again = server_side_apply(Some(&created), &applied, "ctl", "t2").unwrap();
+    assert_eq!(again, created, "the entry keeps its time: nothing changed");
+
+    let changed = deployment(json!({"replicas": 3}));
+    let updated = server_side_apply(Some(&created), &changed, "ctl", "t3").unwrap();
+    assert_eq!(updated["metadata"]["managedFields"][0]["time"], "t3");
+    // The same values, but a field more owned: a change of the entry, with a new time.
+    let mut owning_more = created.clone();
+    owning_more["spec"]["paused"] = json!(false);
+    let more = deployment(json!({"replicas": 2, "paused": false}));
+    let taken = server_side_apply(Some(&owning_more), &more, "ctl", "t4").unwrap();
+    assert_eq!(taken["metadata"]["managedFields"][0]["time"], "t4");
+}
