@@ -57,6 +57,25 @@ pub struct Context {
     pub recorder: Recorder,
 }
 
+impl Context {
+    /// Waits, for at most `limit`, until every cache holds a full first list. Before that, a cache
+    /// shows a cluster without the target, its slots or its Ingress: a valid Rollout would be
+    /// reported invalid, and a release would be decided on a world that is not there.
+    pub async fn caches_synced(&self, limit: Duration) -> bool {
+        let synced = async {
+            tokio::join!(
+                self.deployments.wait_until_ready(),
+                self.services.wait_until_ready(),
+                self.ingresses.wait_until_ready()
+            )
+        };
+        matches!(
+            tokio::time::timeout(limit, synced).await,
+            Ok((Ok(()), Ok(()), Ok(())))
+        )
+    }
+}
+
 /// Rollouts in `namespace` for which `matches` holds, as controller triggers.
 fn rollouts_where(
     rollouts: &Store<Rollout>,

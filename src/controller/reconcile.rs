@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
@@ -26,6 +27,8 @@ use crate::error::{Error, kube_err};
 /// Holds the Rollout until traffic is handed back to the user's Deployment.
 pub const FINALIZER: &str = "sluice.dev/hand-back";
 const INVALID_RECHECK: Duration = Duration::from_secs(300);
+/// How long a reconcile waits for the caches' first lists before it looks again later.
+const CACHE_SYNC_WAIT: Duration = Duration::from_secs(10);
 
 pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = rollout.namespace().unwrap_or_default();
@@ -34,6 +37,11 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
     async move {
         if namespace.is_empty() {
             return Err(Error::Unnamed { namespace, name });
+        }
+        // A controller that just started decides nothing from caches still being filled.
+        if !ctx.caches_synced(CACHE_SYNC_WAIT).await {
+            tracing::debug!("caches not synced yet");
+            return Ok(Action::requeue(Duration::from_secs(1)));
         }
         if rollout.metadata.deletion_timestamp.is_some() {
             return hand_back(&ctx, &rollout, &namespace).await;
@@ -144,8 +152,13 @@ async fn invalid(
 }
 
 /// What of the cluster a spec relies on and the core cannot check.
-fn cluster_problems(ctx: &Context, plan: &ReleasePlan, namespace: &str) -> Vec<String> {
-    let mut problems = Vec::new();
+fn cluster_problems(
+    ctx: &Context,
+    rollout: &Rollout,
+    plan: &ReleasePlan,
+    namespace: &str,
+) -> Vec<String> {
+    let mut problems = claimed_elsewhere(ctx, rollout, plan, namespace);
     if get(&ctx.deployments, namespace, &plan.target).is_none() {
         problems.push(format!(
             "spec.targetRef: Deployment {namespace}/{} not found",
@@ -174,12 +187,63 @@ fn cluster_problems(ctx: &Context, plan: &ReleasePlan, namespace: &str) -> Vec<S
     problems
 }
 
+/// Objects sluice would own for this Rollout that another owner controls. Writing them would take
+/// them over: two Rollouts naming one Ingress (the ERP system's Ingress fronts both its gateway
+/// and reporting) would take `<ingress>-canary` from each other on every reconcile, a write loop
+/// that leaves each release's traffic to the other's weight.
+fn claimed_elsewhere(
+    ctx: &Context,
+    rollout: &Rollout,
+    plan: &ReleasePlan,
+    namespace: &str,
+) -> Vec<String> {
+    fn meta<K: Resource>(object: Option<Arc<K>>) -> Option<ObjectMeta> {
+        object.map(|o| o.meta().clone())
+    }
+    let uid = rollout.uid();
+    let mut owned = Vec::new();
+    for slot in [Slot::Blue, Slot::Green] {
+        let name = slot_name(&plan.target, slot);
+        let object = meta(get(&ctx.deployments, namespace, &name));
+        owned.push(("spec.targetRef", "Deployment", name, object));
+    }
+    let name = observe::canary_service_name(&plan.service.name);
+    let object = meta(get(&ctx.services, namespace, &name));
+    owned.push(("spec.service", "Service", name, object));
+    if let StrategyPlan::Canary(canary) = &plan.strategy {
+        let name = canary_ingress_name(&canary.ingress);
+        let object = meta(get(&ctx.ingresses, namespace, &name));
+        owned.push(("spec.strategy.canary.ingressRef", "Ingress", name, object));
+    }
+    owned
+        .into_iter()
+        .filter_map(|(field, kind, name, object)| {
+            let object = object?;
+            let owner = controller(&object)?;
+            (Some(&owner.uid) != uid.as_ref()).then(|| {
+                format!(
+                    "{field}: {kind} {namespace}/{name}, which sluice would own for this Rollout, belongs to {} {}; one Rollout per Deployment, Service and Ingress",
+                    owner.kind, owner.name
+                )
+            })
+        })
+        .collect()
+}
+
+/// The controller owner reference of an object.
+fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+}
+
 async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Action, Error> {
     let plan = match resolve(&rollout.spec.0, &ctx.presets) {
         Ok(plan) => plan,
         Err(problems) => return invalid(ctx, rollout, namespace, &problems.to_string()).await,
     };
-    let problems = cluster_problems(ctx, &plan, namespace);
+    let problems = cluster_problems(ctx, rollout, &plan, namespace);
     if !problems.is_empty() {
         return invalid(ctx, rollout, namespace, &problems.join("; ")).await;
     }
@@ -321,12 +385,24 @@ async fn hand_back(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<
         .and_then(|c| c.ingress_ref.as_ref())
     {
         let name = canary_ingress_name(&ingress.name);
-        match Api::<Ingress>::namespaced(ctx.client.clone(), namespace)
-            .delete(&name, &DeleteParams::default())
-            .await
-        {
-            Ok(_) | Err(kube::Error::Api(_)) => {}
-            Err(err) => return Err(kube_err("delete", "Ingress", namespace, &name)(err)),
+        // Only if it is this Rollout's: the canary Ingress of a shared Ingress can be another's.
+        let ours = get(&ctx.ingresses, namespace, &name)
+            .filter(|canary| controller(canary.meta()).map(|o| &o.uid) == rollout.uid().as_ref());
+        if let Some(canary) = ours {
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: canary.uid(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match Api::<Ingress>::namespaced(ctx.client.clone(), namespace)
+                .delete(&name, &params)
+                .await
+            {
+                Ok(_) | Err(kube::Error::Api(_)) => {}
+                Err(err) => return Err(kube_err("delete", "Ingress", namespace, &name)(err)),
+            }
         }
     }
     let finalizers: Vec<String> = rollout
