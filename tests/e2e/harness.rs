@@ -1,0 +1,490 @@
+//! One ERP cluster per test: a sandbox (with the real Prometheus when asked), the Rollout CRD, the
+//! reporting service of the ERP system loaded from the sandbox's fixture, a Rollout with fast
+//! timings, and the real controller running in-process until the test stops it.
+
+use std::future::Future;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Client, CustomResourceExt};
+use serde_json::{Value, json};
+use sluice::ControllerConfig;
+use sluice::crd::Rollout;
+use sluice_sandbox::{Sandbox, SandboxConfig};
+use sluice_strategies::status::{CONDITION_PROMOTED, ConditionStatus, Phase, RolloutStatus, Slot};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::history::History;
+
+pub const NS: &str = "erp-system";
+/// The Rollout, the user's Deployment and the app label all have this name.
+pub const APP: &str = "reporting";
+pub const SERVICE: &str = "reporting-service";
+pub const INGRESS: &str = "erp-ingress";
+pub const CANARY_INGRESS: &str = "erp-ingress-canary";
+pub const CANARY_SERVICE: &str = "reporting-service-canary";
+/// The ERP system as deployed in the seed notes.
+const FIXTURE: &str = include_str!("../sandbox/fixtures/erp-system.yaml");
+/// The bound on every test.
+pub const TEST_LIMIT: Duration = Duration::from_secs(120);
+
+pub fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// Runs a test's scenario with the bound every test has.
+pub async fn bounded(scenario: impl Future<Output = ()>) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let started = std::time::Instant::now();
+    tokio::time::timeout(TEST_LIMIT, scenario)
+        .await
+        .expect("the scenario finishes within its bound");
+    println!("scenario finished in {:?}", started.elapsed());
+}
+
+/// How a test's cluster is set up.
+pub struct Setup {
+    /// Start the real Prometheus (the controller then queries it).
+    pub prometheus: bool,
+    pub seed: u64,
+    /// `sandbox.sluice.dev/request-headers` on the user's Ingress.
+    pub request_headers: Option<&'static str>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            prometheus: true,
+            seed: 7,
+            request_headers: None,
+        }
+    }
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Result<(), sluice::Error>>,
+}
+
+/// A test's cluster and controller.
+pub struct Env {
+    pub sandbox: Sandbox,
+    pub client: Client,
+    prometheus_url: String,
+    controller: Option<Running>,
+}
+
+pub async fn client_for(sandbox: &Sandbox) -> Client {
+    let kubeconfig = Kubeconfig::from_yaml(&sandbox.kubeconfig()).expect("a valid kubeconfig");
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kube accepts the sandbox's kubeconfig");
+    Client::try_from(config).expect("a client for the sandbox")
+}
+
+/// A URL where no Prometheus answers: a port bound by us, then released.
+pub fn dead_prometheus_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let port = listener.local_addr().expect("its address").port();
+    drop(listener);
+    format!("http://127.0.0.1:{port}")
+}
+
+/// One object of the ERP fixture, by kind and name.
+pub fn fixture(kind: &str, name: &str) -> Value {
+    let docs: Vec<Value> = serde_saphyr::from_multiple(FIXTURE).expect("the fixture parses");
+    docs.into_iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind} {name} in the fixture"))
+}
+
+/// A Deployment of the fixture whose pods are ready 300ms after they start.
+pub fn fast_deployment(name: &str) -> Value {
+    let mut deployment = fixture("Deployment", name);
+    deployment["spec"]["template"]["metadata"]["annotations"]["sandbox.sluice.dev/ready-after"] =
+        json!("300ms");
+    deployment
+}
+
+pub async fn create<K>(client: &Client, body: Value)
+where
+    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+    K::DynamicType: Default,
+{
+    let api: Api<K> = Api::namespaced(client.clone(), NS);
+    let object: K = serde_json::from_value(body).expect("a valid object");
+    api.create(&PostParams::default(), &object)
+        .await
+        .expect("created");
+}
+
+/// The Rollout of reporting with fast timings; `overrides` is merged into it (JSON merge patch).
+pub fn rollout_body(name: &str, overrides: Value) -> Value {
+    let mut body = json!({
+        "apiVersion": "sluice.dev/v1alpha1",
+        "kind": "Rollout",
+        "metadata": {"name": name, "namespace": NS},
+        "spec": {
+            "targetRef": {"name": APP},
+            "service": {"name": SERVICE, "port": 80, "targetPort": 8080},
+            "strategy": {"canary": {
+                "ingressRef": {"name": INGRESS},
+                "steps": [20, 50],
+                "stepInterval": "6s",
+                "scaleDownDelay": "3s",
+            }},
+            "analysis": {
+                "interval": "6s",
+                "failureLimit": 1,
+                "minRequests": 10,
+                "metrics": [{"name": "error-rate", "max": 5}, {"name": "latency-p99", "max": 500}],
+            },
+            "progressDeadline": "20s",
+        },
+    });
+    json_patch::merge(&mut body, &overrides);
+    body
+}
+
+pub fn status(rollout: &Rollout) -> RolloutStatus {
+    rollout.status.clone().unwrap_or_default()
+}
+
+pub fn phase(rollout: &Rollout) -> Phase {
+    status(rollout).phase
+}
+
+pub fn condition(rollout: &Rollout, type_: &str) -> Option<(ConditionStatus, String)> {
+    status(rollout)
+        .conditions
+        .into_iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status, c.reason))
+}
+
+/// The release of `revision` finished: Succeeded, Promoted=True, `revision` stable.
+pub fn promoted(rollout: &Rollout, revision: &str) -> bool {
+    let s = status(rollout);
+    s.phase == Phase::Succeeded
+        && s.stable_revision.as_deref() == Some(revision)
+        && condition(rollout, CONDITION_PROMOTED).is_some_and(|(c, _)| c == ConditionStatus::True)
+}
+
+impl Env {
+    /// A sandbox with the CRD, namespace erp-system, Deployment reporting (2 replicas, ready
+    /// 300ms after start) and reporting-service from the fixture, ready, then erp-ingress with
+    /// 60 requests per second per path.
+    pub async fn start(setup: Setup) -> Env {
+        let config = SandboxConfig {
+            prometheus: setup.prometheus,
+            seed: setup.seed,
+            image_behaviors: vec![
+                "erp/reporting:.*-errors=error-rate:0.3"
+                    .parse()
+                    .expect("valid"),
+                "erp/reporting:.*-slow=latency-ms:900"
+                    .parse()
+                    .expect("valid"),
+            ],
+            ..SandboxConfig::default()
+        };
+        let sandbox = Sandbox::start(config).await.expect("the sandbox starts");
+        let client = client_for(&sandbox).await;
+        let prometheus_url = sandbox.prometheus_url().unwrap_or_else(dead_prometheus_url);
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        crds.create(&PostParams::default(), &Rollout::crd())
+            .await
+            .expect("the Rollout CRD is created");
+        let namespaces: Api<Namespace> = Api::all(client.clone());
+        let namespace = serde_json::from_value(fixture("Namespace", NS)).expect("a Namespace");
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("namespace created");
+        let env = Env {
+            sandbox,
+            client,
+            prometheus_url,
+            controller: None,
+        };
+        create::<Deployment>(&env.client, fast_deployment(APP)).await;
+        create::<Service>(&env.client, fixture("Service", SERVICE)).await;
+        env.wait_deployment_ready(APP, 2).await;
+        // Traffic starts only once reporting is ready: no 503 before sluice is even there.
+        let mut ingress = fixture("Ingress", INGRESS);
+        let annotations = &mut ingress["metadata"]["annotations"];
+        annotations["sandbox.sluice.dev/rps"] = json!("60");
+        if let Some(headers) = setup.request_headers {
+            annotations["sandbox.sluice.dev/request-headers"] = json!(headers);
+        }
+        create::<Ingress>(&env.client, ingress).await;
+        env
+    }
+
+    pub async fn wait_deployment_ready(&self, name: &str, replicas: i32) {
+        let api: Api<Deployment> = Api::namespaced(self.client.clone(), NS);
+        eventually(secs(15), &format!("Deployment {name} ready"), || async {
+            let d = api.get(name).await.ok()?;
+            let ready = d.status.as_ref().and_then(|s| s.ready_replicas);
+            (ready == Some(replicas)).then_some(())
+        })
+        .await;
+    }
+
+    /// Starts the controller against the sandbox's Prometheus (a dead URL without one).
+    pub async fn start_controller(&mut self) {
+        let url = self.prometheus_url.clone();
+        self.start_controller_with(&url).await;
+    }
+
+    pub async fn start_controller_with(&mut self, prometheus_url: &str) {
+        assert!(self.controller.is_none(), "one controller at a time");
+        // A client of its own, as a new process would have.
+        let client = client_for(&self.sandbox).await;
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port for the probes");
+        let config = ControllerConfig {
+            prometheus_url: prometheus_url.to_string(),
+            query_timeout: secs(2),
+        };
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(sluice::run(client, config, listener, async move {
+            let _ = stopped.await;
+        }));
+        self.controller = Some(Running { stop, task });
+    }
+
+    /// Stops the controller and waits until it has returned.
+    pub async fn stop_controller(&mut self) {
+        let Some(running) = self.controller.take() else {
+            return;
+        };
+        let _ = running.stop.send(());
+        tokio::time::timeout(secs(15), running.task)
+            .await
+            .expect("the controller stops within 15s")
+            .expect("the controller task did not panic")
+            .expect("the controller returns Ok");
+    }
+
+    /// Stops the controller, then the sandbox and its Prometheus.
+    pub async fn finish(mut self) {
+        self.stop_controller().await;
+        self.sandbox.shutdown().await;
+    }
+
+    pub fn rollouts(&self) -> Api<Rollout> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    pub async fn create_rollout(&self, name: &str, overrides: Value) {
+        let rollout: Rollout =
+            serde_json::from_value(rollout_body(name, overrides)).expect("a valid Rollout");
+        self.rollouts()
+            .create(&PostParams::default(), &rollout)
+            .await
+            .expect("Rollout created");
+    }
+
+    pub async fn rollout(&self) -> Rollout {
+        self.rollouts().get(APP).await.expect("the Rollout exists")
+    }
+
+    /// Polls Rollout `name` until `done` holds; panics with its last status after `limit`.
+    pub async fn wait_for_named(
+        &self,
+        name: &str,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&Rollout) -> bool,
+    ) -> Rollout {
+        let api = self.rollouts();
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut last = None;
+        loop {
+            if let Ok(rollout) = api.get(name).await {
+                if done(&rollout) {
+                    return rollout;
+                }
+                last = Some(rollout);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                let status = last.as_ref().map(status);
+                panic!("timed out after {limit:?} waiting for {what}; last status: {status:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        limit: Duration,
+        done: impl Fn(&Rollout) -> bool,
+    ) -> Rollout {
+        self.wait_for_named(APP, what, limit, done).await
+    }
+
+    pub async fn wait_phase(&self, want: Phase, limit: Duration) -> Rollout {
+        self.wait_for(&format!("phase {want:?}"), limit, |r| phase(r) == want)
+            .await
+    }
+
+    /// Waits until condition `type_` has this status and reason (`kubectl wait --for=condition`).
+    pub async fn wait_condition(
+        &self,
+        type_: &str,
+        want: ConditionStatus,
+        reason: &str,
+        limit: Duration,
+    ) -> Rollout {
+        let what = format!("condition {type_}={want:?} ({reason})");
+        self.wait_for(&what, limit, |r| {
+            condition(r, type_).is_some_and(|(status, why)| status == want && why == reason)
+        })
+        .await
+    }
+
+    /// Waits until sluice has taken reporting over; returns the stable revision.
+    pub async fn wait_taken_over(&self) -> String {
+        let rollout = self.wait_phase(Phase::Ready, secs(20)).await;
+        let s = status(&rollout);
+        assert_eq!(s.stable_slot, Some(Slot::Blue), "blue is stable first");
+        s.stable_revision.expect("a stable revision")
+    }
+
+    /// Waits until the canary Ingress carries `weight` (the status says what sluice decided; the
+    /// Ingress, what it has written).
+    pub async fn wait_canary_weight(&self, weight: &str) {
+        let ingresses: Api<Ingress> = Api::namespaced(self.client.clone(), NS);
+        let what = format!("canary weight {weight}");
+        eventually(secs(10), &what, || async {
+            let canary = ingresses.get(CANARY_INGRESS).await.ok()?;
+            let annotations = canary.metadata.annotations?;
+            (annotations.get(crate::history::WEIGHT)? == weight).then_some(())
+        })
+        .await;
+    }
+
+    pub fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.client.clone(), NS)
+    }
+
+    /// Patches the user's Deployment (what CI does); returns the resourceVersion of the write.
+    pub async fn patch_target(&self, patch: Value) -> u64 {
+        let written = self
+            .deployments()
+            .patch(APP, &PatchParams::default(), &Patch::Strategic(patch))
+            .await
+            .expect("the target is patched");
+        written
+            .metadata
+            .resource_version
+            .and_then(|rv| rv.parse().ok())
+            .expect("a numeric resourceVersion")
+    }
+
+    /// `kubectl set image deployment/reporting reporting=IMAGE`; returns the write's
+    /// resourceVersion.
+    pub async fn set_image(&self, image: &str) -> u64 {
+        self.patch_target(json!({"spec": {"template": {"spec": {"containers": [
+            {"name": APP, "image": image}
+        ]}}}}))
+        .await
+    }
+
+    /// The revision sluice computes for the user's Deployment's template as stored now.
+    pub async fn target_revision(&self) -> String {
+        let target = self.deployments().get(APP).await.expect("the target");
+        let template = serde_json::to_value(target.spec.expect("a spec").template)
+            .expect("a template serializes");
+        sluice_strategies::release::template_hash(&template)
+    }
+
+    pub fn history(&self) -> History {
+        History::new(self.sandbox.store().history())
+    }
+
+    /// The sandbox's simulated metrics, Prometheus text format.
+    pub async fn metrics_text(&self) -> String {
+        reqwest::get(self.sandbox.metrics_url())
+            .await
+            .expect("the sandbox serves /metrics")
+            .text()
+            .await
+            .expect("a body")
+    }
+}
+
+/// Polls `check` every 100ms until it returns Some, for at most `limit`.
+pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// `nginx_ingress_controller_requests` samples of the metrics text: labels and value.
+pub fn ingress_requests(text: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("nginx_ingress_controller_requests{"))
+        .filter_map(|rest| {
+            let (labels, value) = rest.rsplit_once("} ")?;
+            Some((parse_labels(labels), value.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+/// `a="x",b="y"` as a map (values with `\"` escapes are unescaped).
+fn parse_labels(text: &str) -> std::collections::BTreeMap<String, String> {
+    let mut labels = std::collections::BTreeMap::new();
+    let mut rest = text;
+    while let Some((name, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, escaped)) = chars.next() {
+                        value.push(if escaped == 'n' { '\n' } else { escaped });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        labels.insert(name.trim_start_matches(',').to_string(), value);
+        rest = &after[end..];
+    }
+    labels
+}

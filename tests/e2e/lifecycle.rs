@@ -1,0 +1,347 @@
+//! The controller's life around releases: a restart mid-release, invalid Rollouts beside a valid
+//! one, and a deleted Rollout handing traffic back without a dropped request.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::networking::v1::Ingress;
+use kube::api::{Api, DeleteParams, ListParams};
+use serde_json::{Value, json};
+use sluice_sandbox::faults::{FaultAction, FaultRule, Verb};
+use sluice_strategies::status::{CONDITION_READY, ConditionStatus, Phase, Stage};
+
+use crate::harness::{
+    self, APP, CANARY_INGRESS, CANARY_SERVICE, Env, NS, SERVICE, Setup, bounded, condition, create,
+    fast_deployment, fixture, ingress_requests, phase, promoted, secs, status,
+};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_controller_resumes_at_the_same_step() {
+    bounded(async {
+        let mut env = Env::start(Setup::default()).await;
+        env.create_rollout(APP, json!({})).await;
+        env.start_controller().await;
+        env.wait_taken_over().await;
+        env.set_image(crate::V2).await;
+        let v2 = env.target_revision().await;
+        env.wait_for("step 2", secs(40), |r| status(r).step == Some(2))
+            .await;
+        env.wait_canary_weight("50").await;
+
+        env.stop_controller().await;
+        let stopped = env.sandbox.store().resource_version();
+        let at_stop = status(&env.rollout().await);
+        assert_eq!(
+            (at_stop.stage, at_stop.step, at_stop.canary_weight),
+            (Some(Stage::Stepping), Some(2), Some(50)),
+            "stopped in the middle of step 2"
+        );
+        // Time passes with nobody watching: the step's clock is in the status, not in memory.
+        tokio::time::sleep(secs(3)).await;
+        // A big cluster lists slowly: the new controller's caches of Deployments fill 2s late.
+        env.sandbox.faults().add(FaultRule {
+            verb: Some(Verb::List),
+            resource: Some("deployments".into()),
+            action: FaultAction::Delay { millis: 2000 },
+            times: Some(1),
+        });
+        env.start_controller().await;
+        env.wait_for("v2 promoted", secs(60), |r| promoted(r, &v2))
+            .await;
+
+        let history = env.history();
+        assert_eq!(
+            history.weights_since(stopped),
+            ["0"],
+            "after the restart the canary went from 50 straight to the drain, never back to 20"
+        );
+        for (rv, s) in history.statuses(APP) {
+            if rv <= stopped {
+                continue;
+            }
+            assert!(
+                s.step.is_none_or(|step| step >= 2),
+                "step {:?} at rv {rv} after the restart",
+                s.step
+            );
+            assert!(
+                !matches!(s.stage, Some(Stage::Starting | Stage::TakingOver)),
+                "stage {:?} at rv {rv} after the restart",
+                s.stage
+            );
+            assert!(
+                !matches!(
+                    s.phase,
+                    Phase::Failed | Phase::Initializing | Phase::RolledBack
+                ),
+                "phase {:?} at rv {rv} after the restart: {:?}",
+                s.phase,
+                s.message
+            );
+        }
+        let green: Vec<_> = history
+            .replicas("reporting-green")
+            .into_iter()
+            .filter(|(rv, _)| *rv > stopped)
+            .collect();
+        assert!(
+            green.iter().all(|(_, r)| *r == Some(2)),
+            "the candidate kept running through the restart: {green:?}"
+        );
+        env.finish().await;
+    })
+    .await;
+}
+
+fn rules_point_only_at(ingress: &Value, service: &str) -> bool {
+    ingress["spec"]["rules"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["http"]["paths"].as_array().into_iter().flatten())
+        .all(|p| p["backend"]["service"]["name"] == service)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_rollouts_are_reported_and_touch_no_traffic() {
+    bounded(async {
+        let mut env = Env::start(Setup {
+            prometheus: false,
+            ..Setup::default()
+        })
+        .await;
+        // The gateway of the same Ingress, released by a valid Rollout beside the invalid ones.
+        create::<Deployment>(&env.client, fast_deployment("gateway")).await;
+        create::<Service>(&env.client, fixture("Service", "gateway-service")).await;
+        env.wait_deployment_ready("gateway", 2).await;
+        let gateway = json!({"spec": {
+            "targetRef": {"name": "gateway"},
+            "service": {"name": "gateway-service"},
+        }});
+        env.create_rollout("gateway", gateway).await;
+        env.start_controller().await;
+        env.wait_for_named("gateway", "gateway taken over", secs(20), |r| {
+            phase(r) == Phase::Ready
+        })
+        .await;
+
+        let falling = json!({"spec": {"strategy": {"canary": {"steps": [50, 10]}}}});
+        env.create_rollout("reporting-falling", falling).await;
+        let ghost = json!({"spec": {"targetRef": {"name": "ghost"}}});
+        env.create_rollout("reporting-ghost", ghost).await;
+        // Valid on its own, but erp-ingress's canary Ingress is the gateway Rollout's already.
+        env.create_rollout("reporting-shared", json!({})).await;
+        let invalid = [
+            ("reporting-falling", "weights must rise strictly"),
+            ("reporting-ghost", "Deployment erp-system/ghost not found"),
+            (
+                "reporting-shared",
+                "Ingress erp-system/erp-ingress-canary, which sluice would own for this Rollout, belongs to Rollout gateway",
+            ),
+        ];
+        for (name, problem) in invalid {
+            let rollout = env
+                .wait_for_named(name, "phase Failed", secs(15), |r| {
+                    phase(r) == Phase::Failed
+                })
+                .await;
+            let message = status(&rollout).message.unwrap_or_default();
+            assert!(message.contains(problem), "{problem:?} in {message:?}");
+            assert_eq!(
+                condition(&rollout, CONDITION_READY),
+                Some((ConditionStatus::False, "InvalidSpec".to_string()))
+            );
+        }
+
+        // The valid Rollout carries on: a release of the gateway reaches its first step.
+        let gateways: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
+        let image = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "gateway", "image": "erp/gateway:1.1.0"}
+        ]}}}});
+        gateways
+            .patch(
+                "gateway",
+                &kube::api::PatchParams::default(),
+                &kube::api::Patch::Strategic(image),
+            )
+            .await
+            .expect("gateway patched");
+        env.wait_for_named("gateway", "gateway at step 1", secs(20), |r| {
+            status(r).step == Some(1) && status(r).canary_weight == Some(20)
+        })
+        .await;
+
+        let events: Api<Event> = Api::namespaced(env.client.clone(), NS);
+        let events = events.list(&ListParams::default()).await.expect("events");
+        for (name, problem) in invalid {
+            assert!(
+                events.items.iter().any(|e| {
+                    e.reason.as_deref() == Some("InvalidSpec")
+                        && e.type_.as_deref() == Some("Warning")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(name)
+                        && e.note.as_deref().is_some_and(|n| n.contains(problem))
+                }),
+                "an InvalidSpec event for {name}"
+            );
+            let still = env.rollouts().get(name).await.expect("the Rollout");
+            assert_eq!(phase(&still), Phase::Failed, "{name} stays Failed");
+        }
+
+        // Nothing of reporting's traffic was touched, at any point.
+        let history = env.history();
+        for name in ["reporting-blue", "reporting-green"] {
+            assert!(
+                !history.ever("Deployment", name),
+                "{name} was never created"
+            );
+        }
+        assert!(!history.ever("Service", CANARY_SERVICE));
+        assert_eq!(
+            history.of("Service", SERVICE).len(),
+            1,
+            "reporting-service was never written after its creation"
+        );
+        assert!(
+            history
+                .replicas(APP)
+                .iter()
+                .all(|(_, replicas)| *replicas == Some(2)),
+            "reporting kept its 2 replicas"
+        );
+        let canaries = history.of("Ingress", CANARY_INGRESS);
+        assert!(
+            !canaries.is_empty(),
+            "the gateway's release has its canary Ingress"
+        );
+        assert!(
+            canaries
+                .iter()
+                .all(|(_, i)| i.is_null() || rules_point_only_at(i, "gateway-service-canary")),
+            "no canary rule for reporting: {canaries:?}"
+        );
+        env.finish().await;
+    })
+    .await;
+}
+
+/// Requests to reporting-service answered 503, and all requests to it, from the metrics text.
+fn reporting_requests(text: &str) -> (f64, f64, f64) {
+    let (mut unavailable, mut all, mut canary) = (0.0, 0.0, 0.0);
+    for (labels, value) in ingress_requests(text) {
+        if labels.get("service").map(String::as_str) != Some(SERVICE) {
+            continue;
+        }
+        all += value;
+        if labels.get("status").map(String::as_str) == Some("503") {
+            unavailable += value;
+        }
+        if labels.get("canary").is_some_and(|c| !c.is_empty()) {
+            canary += value;
+        }
+    }
+    (unavailable, all, canary)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_rollout_hands_traffic_back_without_a_503() {
+    bounded(async {
+        let mut env = Env::start(Setup::default()).await;
+        env.create_rollout(APP, json!({})).await;
+        env.start_controller().await;
+        env.wait_taken_over().await;
+        // Deleted mid-release, with 20% on the candidate.
+        env.set_image(crate::V2).await;
+        env.wait_for("step 1", secs(30), |r| status(r).step == Some(1))
+            .await;
+        env.wait_canary_weight("20").await;
+        tokio::time::sleep(secs(2)).await;
+
+        let deleted = env.sandbox.store().resource_version();
+        env.rollouts()
+            .delete(APP, &DeleteParams::default())
+            .await
+            .expect("the Rollout is deleted");
+        let rollouts = env.rollouts();
+        harness::eventually(secs(30), "the Rollout gone", || async {
+            rollouts.get_opt(APP).await.ok()?.is_none().then_some(())
+        })
+        .await;
+        let deployments = env.deployments();
+        let services: Api<Service> = Api::namespaced(env.client.clone(), NS);
+        let ingresses: Api<Ingress> = Api::namespaced(env.client.clone(), NS);
+        for slot in ["reporting-blue", "reporting-green"] {
+            assert!(
+                deployments.get_opt(slot).await.expect("get").is_none(),
+                "{slot} gone"
+            );
+        }
+        assert!(
+            services
+                .get_opt(CANARY_SERVICE)
+                .await
+                .expect("get")
+                .is_none()
+        );
+        assert!(
+            ingresses
+                .get_opt(CANARY_INGRESS)
+                .await
+                .expect("get")
+                .is_none()
+        );
+        let service = services
+            .get(SERVICE)
+            .await
+            .expect("reporting-service stays");
+        let selector = service.spec.and_then(|s| s.selector).unwrap_or_default();
+        assert_eq!(
+            selector,
+            [("app".to_string(), APP.to_string())].into(),
+            "the original selector"
+        );
+        let target = deployments.get(APP).await.expect("the target stays");
+        assert_eq!(target.spec.and_then(|s| s.replicas), Some(2));
+
+        // The target was back and ready before the Service stopped selecting a slot.
+        let history = env.history();
+        let released = history
+            .of("Service", SERVICE)
+            .into_iter()
+            .find(|(rv, s)| *rv > deleted && s["spec"]["selector"].get("sluice.dev/slot").is_none())
+            .map(|(rv, _)| rv)
+            .expect("the Service lost the slot label");
+        let target = history.at("Deployment", APP, released).expect("the target");
+        assert_eq!(
+            target["spec"]["replicas"], 2,
+            "restored before rv {released}"
+        );
+        assert_eq!(
+            target["status"]["readyReplicas"], 2,
+            "ready before rv {released}"
+        );
+        assert_eq!(target["status"]["updatedReplicas"], 2);
+        assert!(
+            target["status"]["observedGeneration"].as_i64()
+                >= target["metadata"]["generation"].as_i64()
+        );
+
+        // Traffic went on all along: not a single 503 for reporting-service.
+        let (_, all_before, _) = reporting_requests(&env.metrics_text().await);
+        tokio::time::sleep(secs(2)).await;
+        let (unavailable, all, canary) = reporting_requests(&env.metrics_text().await);
+        assert!(
+            canary > 0.0,
+            "the candidate had its share before the deletion"
+        );
+        assert!(
+            all > all_before + 100.0,
+            "reporting still serves after the hand-back"
+        );
+        assert_eq!(
+            unavailable, 0.0,
+            "503s for reporting-service across the whole test"
+        );
+        env.finish().await;
+    })
+    .await;
+}
