@@ -63,6 +63,17 @@ fn api(ctx: &Context, namespace: &str) -> Api<Rollout> {
 async fn add_finalizer(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<(), Error> {
     let mut finalizers = rollout.finalizers().to_vec();
     finalizers.push(FINALIZER.into());
+    set_finalizers(ctx, rollout, namespace, finalizers, "add finalizer to").await
+}
+
+/// Writes the finalizer list, guarded by the resourceVersion it was computed from.
+async fn set_finalizers(
+    ctx: &Context,
+    rollout: &Rollout,
+    namespace: &str,
+    finalizers: Vec<String>,
+    action: &'static str,
+) -> Result<(), Error> {
     let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": rollout.resource_version()}});
     api(ctx, namespace)
         .patch(
@@ -71,12 +82,7 @@ async fn add_finalizer(ctx: &Context, rollout: &Rollout, namespace: &str) -> Res
             &Patch::Merge(patch),
         )
         .await
-        .map_err(kube_err(
-            "add finalizer to",
-            "Rollout",
-            namespace,
-            &rollout.name_any(),
-        ))?;
+        .map_err(kube_err(action, "Rollout", namespace, &rollout.name_any()))?;
     Ok(())
 }
 
@@ -411,20 +417,7 @@ async fn hand_back(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<
         .filter(|f| *f != FINALIZER)
         .cloned()
         .collect();
-    let patch = json!({"metadata": {"finalizers": finalizers, "resourceVersion": rollout.resource_version()}});
-    api(ctx, namespace)
-        .patch(
-            &rollout.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(patch),
-        )
-        .await
-        .map_err(kube_err(
-            "remove finalizer from",
-            "Rollout",
-            namespace,
-            &rollout.name_any(),
-        ))?;
+    set_finalizers(ctx, rollout, namespace, finalizers, "remove finalizer from").await?;
     publish(
         ctx,
         rollout,
