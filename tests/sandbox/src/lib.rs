@@ -10,6 +10,7 @@ pub mod store;
 pub mod traffic;
 pub mod workload;
 
+use std::collections::BTreeSet;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -265,6 +266,14 @@ pub async fn serve(
     state: Arc<api::ApiState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), SandboxError> {
+    use axum::serve::ListenerExt;
+    // Watch events are small writes on a long-lived response: with Nagle's algorithm one could
+    // wait for the client's delayed ACK (40 ms on Linux) before it left.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %err, "cannot set TCP_NODELAY on a connection");
+        }
+    });
     axum::serve(listener, api::router(state))
         .with_graceful_shutdown(shutdown)
         .await
@@ -281,18 +290,52 @@ async fn drive_traffic(
     let mut interval = tokio::time::interval(tick);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last = Instant::now();
+    // Traffic starts only at Ingresses and Services with an rps annotation, and never leaves their
+    // namespace, so a tick reads only those namespaces. Finding them takes a scan of every Ingress
+    // and Service, redone only when the store has changed: at 10,000s of objects, scanning and
+    // copying everything on every tick kept an idle sandbox busy.
+    let mut sourced: BTreeSet<String> = BTreeSet::new();
+    let mut scanned_at: Option<u64> = None;
     loop {
         tokio::select! {
             _ = interval.tick() => {}
             _ = stopped.changed() => return,
         }
-        let view = ClusterView {
-            ingresses: store.list_all("networking.k8s.io", "ingresses", None),
-            services: store.list_all("", "services", None),
-            pods: workloads.pods(),
+        let resource_version = store.resource_version();
+        if scanned_at != Some(resource_version) {
+            sourced = source_namespaces(&store);
+            scanned_at = Some(resource_version);
+        }
+        // Namespaces in order, objects in store order: the same sources in the same order as a
+        // view of the whole cluster, so the same seed still gives the same outcomes.
+        let mut view = ClusterView {
+            ingresses: Vec::new(),
+            services: Vec::new(),
+            pods: Vec::new(),
         };
+        for ns in &sourced {
+            view.ingresses
+                .extend(store.list_all("networking.k8s.io", "ingresses", Some(ns)));
+            view.services
+                .extend(store.list_all("", "services", Some(ns)));
+        }
+        if !sourced.is_empty() {
+            view.pods = workloads.pods_in(|ns| sourced.contains(ns));
+        }
         let now = Instant::now();
         lock(&traffic).advance(&view, now - last);
         last = now;
     }
+}
+
+/// Namespaces holding an Ingress or a Service that generates traffic.
+fn source_namespaces(store: &Store) -> BTreeSet<String> {
+    let ingresses = store.list_all("networking.k8s.io", "ingresses", None);
+    let services = store.list_all("", "services", None);
+    ingresses
+        .iter()
+        .chain(&services)
+        .filter(|obj| traffic::source::rps(obj).is_some())
+        .map(|obj| store::namespace_of(obj).to_string())
+        .collect()
 }

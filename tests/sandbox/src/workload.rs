@@ -307,9 +307,10 @@ impl Inner {
         Some(status)
     }
 
-    fn pod_views(&self, now: Instant) -> Vec<PodView> {
+    fn pod_views(&self, now: Instant, wanted: &dyn Fn(&str) -> bool) -> Vec<PodView> {
         self.deployments
             .iter()
+            .filter(|((ns, _), _)| wanted(ns))
             .flat_map(|((ns, _), sim)| {
                 sim.pods.iter().map(move |p| PodView {
                     namespace: ns.clone(),
@@ -352,7 +353,13 @@ impl Workloads {
 
     /// Every simulated pod, ready or not, as the traffic simulator and `/sandbox/pods` see them.
     pub fn pods(&self) -> Vec<PodView> {
-        self.lock().pod_views(Instant::now())
+        self.lock().pod_views(Instant::now(), &|_| true)
+    }
+
+    /// The simulated pods of the namespaces `wanted` accepts: the traffic simulator's view, which
+    /// would otherwise copy every pod of a large cluster on every tick.
+    pub fn pods_in(&self, wanted: impl Fn(&str) -> bool) -> Vec<PodView> {
+        self.lock().pod_views(Instant::now(), &wanted)
     }
 
     /// Follows the store until `shutdown` says stop.

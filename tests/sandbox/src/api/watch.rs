@@ -59,17 +59,28 @@ impl Filter {
         Some((kind, event.object.clone()))
     }
 
-    fn frame(&self, event_type: &str, obj: &Value) -> Bytes {
-        let object = if self.as_table {
-            table::of_objects(&self.kind, &self.version, &[Arc::new(obj.clone())], None)
+    /// One event line, `type` first as kube-apiserver writes it (a client can then decode the
+    /// object without buffering it).
+    fn frame(&self, event_type: &str, obj: &Arc<Value>) -> Bytes {
+        let api_version = self.kind.api_version(&self.version);
+        let mut line = Vec::with_capacity(1024);
+        line.extend_from_slice(b"{\"type\":");
+        let _ = serde_json::to_writer(&mut line, event_type);
+        line.extend_from_slice(b",\"object\":");
+        if self.as_table {
+            let table =
+                table::of_objects(&self.kind, &self.version, std::slice::from_ref(obj), None);
+            let _ = serde_json::to_writer(&mut line, &table);
+        } else if obj.get("apiVersion").and_then(Value::as_str) == Some(api_version.as_str()) {
+            // Stored as served: written in place. Copying the object for every watcher of every
+            // event was most of the cost of a wide watch fan-out.
+            let _ = serde_json::to_writer(&mut line, obj.as_ref());
         } else {
-            let mut obj = obj.clone();
-            obj["apiVersion"] = json!(self.kind.api_version(&self.version));
-            obj
-        };
-        let mut line =
-            serde_json::to_vec(&json!({"type": event_type, "object": object})).unwrap_or_default();
-        line.push(b'\n');
+            let mut obj = (**obj).clone();
+            obj["apiVersion"] = json!(api_version);
+            let _ = serde_json::to_writer(&mut line, &obj);
+        }
+        line.extend_from_slice(b"}\n");
         Bytes::from(line)
     }
 

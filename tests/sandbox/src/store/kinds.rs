@@ -236,7 +236,8 @@ pub fn builtins() -> Vec<ResourceKind> {
 /// The registry: which (group, plural) exist, and the lookups discovery and routing need.
 #[derive(Debug, Default, Clone)]
 pub struct Kinds {
-    by_key: BTreeMap<ResourceKey, Arc<ResourceKind>>,
+    /// Shared: every request takes a copy of the registry, and kinds change only with CRDs.
+    by_key: Arc<BTreeMap<ResourceKey, Arc<ResourceKind>>>,
 }
 
 impl Kinds {
@@ -249,11 +250,11 @@ impl Kinds {
     }
 
     pub fn insert(&mut self, kind: ResourceKind) {
-        self.by_key.insert(kind.key(), Arc::new(kind));
+        Arc::make_mut(&mut self.by_key).insert(kind.key(), Arc::new(kind));
     }
 
     pub fn remove(&mut self, key: &ResourceKey) -> Option<Arc<ResourceKind>> {
-        self.by_key.remove(key)
+        Arc::make_mut(&mut self.by_key).remove(key)
     }
 
     pub fn get(&self, group: &str, plural: &str) -> Option<&Arc<ResourceKind>> {

@@ -206,16 +206,26 @@ impl Store {
         let (items, resource_version) = match &query.continue_token {
             Some(token) => state.resume_snapshot(token)?,
             None => {
-                let matching: Vec<Arc<Value>> = state
-                    .objects
-                    .get(&kind.key())
-                    .into_iter()
-                    .flat_map(|m| m.iter())
-                    .filter(|((ns, _), _)| namespace.is_none_or(|want| ns == want))
-                    .map(|(_, obj)| obj)
-                    .filter(|obj| query.labels.matches(labels_of(obj)) && query.fields.matches(obj))
-                    .cloned()
-                    .collect();
+                // Under the store's lock: read only the namespace asked for, and look inside
+                // objects only when a selector needs it (without a selector, looking up every
+                // object's labels was most of the time a 10,000-object list held the lock).
+                let select_all = query.labels.is_empty() && query.fields.is_empty();
+                let selected = |obj: &&Arc<Value>| {
+                    select_all
+                        || (query.labels.matches(labels_of(obj)) && query.fields.matches(obj))
+                };
+                let objects = state.objects.get(&kind.key());
+                let matching: Vec<Arc<Value>> = match (objects, namespace) {
+                    (None, _) => Vec::new(),
+                    (Some(objects), None) => objects.values().filter(selected).cloned().collect(),
+                    (Some(objects), Some(ns)) => objects
+                        .range((ns.to_string(), String::new())..)
+                        .take_while(|((n, _), _)| n == ns)
+                        .map(|(_, obj)| obj)
+                        .filter(selected)
+                        .cloned()
+                        .collect(),
+                };
                 (matching, state.resource_version)
             }
         };

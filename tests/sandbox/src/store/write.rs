@@ -82,6 +82,34 @@ fn resource_version_of(obj: &Value) -> Option<&str> {
         .filter(|s| !s.is_empty())
 }
 
+/// Whether a write changes nothing: the objects are equal but for `metadata.resourceVersion`.
+/// Compared in place: a copy of the object to strip that field cost every update a deep clone.
+fn same_but_resource_version(current: &Value, next: &Value) -> bool {
+    let (Some(current), Some(next)) = (current.as_object(), next.as_object()) else {
+        return current == next;
+    };
+    let fields = |m: &serde_json::Map<String, Value>| {
+        m.iter()
+            .filter(|(key, _)| key.as_str() != "resourceVersion")
+            .count()
+    };
+    let same_metadata = |a: &Value, b: &Value| match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            fields(a) == fields(b)
+                && a.iter()
+                    .filter(|(key, _)| key.as_str() != "resourceVersion")
+                    .all(|(key, value)| b.get(key) == Some(value))
+        }
+        _ => a == b,
+    };
+    current.len() == next.len()
+        && current.iter().all(|(key, value)| match next.get(key) {
+            None => false,
+            Some(other) if key == "metadata" => same_metadata(value, other),
+            Some(other) => value == other,
+        })
+}
+
 fn finalizers_empty(obj: &Value) -> bool {
     obj.pointer("/metadata/finalizers")
         .and_then(Value::as_array)
@@ -303,16 +331,12 @@ impl Store {
     ) -> Result<Arc<Value>, ApiError> {
         let mut state = self.lock();
         let current = state.get(kind, namespace, name)?.clone();
-        let mut body = (*current).clone();
-        body["status"] = status;
-        if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-            meta.remove("resourceVersion");
-        }
+        // A status write reads only the body's status: no need to copy the whole object into it.
         self.replace_locked(
             &mut state,
             kind,
             &current,
-            body,
+            json!({ "status": status }),
             Subresource::Status,
             &WriteOptions::default(),
         )
@@ -531,9 +555,7 @@ impl Store {
                 .unwrap_or(0);
             metadata_mut(&mut next).insert("generation".into(), json!(generation + 1));
         }
-        let mut unchanged = (**current).clone();
-        metadata_mut(&mut unchanged).remove("resourceVersion");
-        if unchanged == next {
+        if same_but_resource_version(current, &next) {
             return Ok(current.clone());
         }
         if opts.dry_run {
