@@ -96,11 +96,20 @@ impl TryFrom<StrictRule> for FaultRule {
             ("fail", None, Some(code)) if (400..=599).contains(&code) => FaultAction::Fail { code },
             ("conflict", None, None) => FaultAction::Conflict,
             ("delay", ..) => return Err("a delay takes `millis` and nothing else".into()),
-            ("fail", ..) => return Err("a fail takes a `code` from 400 to 599 and nothing else".into()),
+            ("fail", ..) => {
+                return Err("a fail takes a `code` from 400 to 599 and nothing else".into());
+            }
             ("conflict", ..) => return Err("a conflict takes neither `millis` nor `code`".into()),
-            (other, ..) => return Err(format!("unknown action {other:?}: delay, fail or conflict")),
+            (other, ..) => {
+                return Err(format!("unknown action {other:?}: delay, fail or conflict"));
+            }
         };
-        Ok(FaultRule { verb: raw.verb, resource: raw.resource, action, times: raw.times })
+        Ok(FaultRule {
+            verb: raw.verb,
+            resource: raw.resource,
+            action,
+            times: raw.times,
+        })
     }
 }
 
@@ -275,7 +284,10 @@ mod tests {
             r#"{"action":"delay","code":500}"#,
             r#"{"action":"explode"}"#,
         ] {
-            assert!(serde_json::from_str::<FaultRule>(bad).is_err(), "{bad} was accepted");
+            assert!(
+                serde_json::from_str::<FaultRule>(bad).is_err(),
+                "{bad} was accepted"
+            );
         }
     }
 }
