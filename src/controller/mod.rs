@@ -20,7 +20,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use sluice_strategies::Presets;
+use sluice_strategies::{Presets, names};
 use tokio::net::TcpListener;
 
 use crate::analysis::Analyst;
@@ -169,16 +169,14 @@ pub async fn run(
             let name = d.name_any();
             rollouts_where(&for_deployments, d.namespace(), |r| {
                 let target = &r.spec.0.target_ref.name;
-                *target == name
-                    || name == format!("{target}-blue")
-                    || name == format!("{target}-green")
+                *target == name || names::is_slot_of(&name, target)
             })
         })
         .watches_stream(service_events, move |s: Service| {
             let name = s.name_any();
             rollouts_where(&for_services, s.namespace(), |r| {
                 let service = &r.spec.0.service.name;
-                *service == name || name == format!("{service}-canary")
+                *service == name || name == names::canary_service_name(service)
             })
         })
         .watches_stream(ingress_events, move |i: Ingress| {
@@ -187,7 +185,7 @@ pub async fn run(
                 let canary = r.spec.0.strategy.canary.as_ref();
                 canary
                     .and_then(|c| c.ingress_ref.as_ref())
-                    .is_some_and(|i| i.name == name || format!("{}-canary", i.name) == name)
+                    .is_some_and(|i| i.name == name || names::canary_ingress_name(&i.name) == name)
             })
         })
         .graceful_shutdown_on(shutdown)

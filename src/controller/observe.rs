@@ -6,25 +6,19 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::ResourceExt;
+use std::sync::Arc;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
 use kube::runtime::reflector::{ObjectRef, Store};
+use kube::{Resource, ResourceExt};
 use serde_json::Value;
+pub use sluice_strategies::names::{canary_ingress_name, canary_service_name, slot_name};
+use sluice_strategies::plan::{ForeignOwner, ReleasePlan, StrategyPlan};
 use sluice_strategies::release::{REVISION_ANNOTATION, SlotView, TargetView};
 use sluice_strategies::status::Slot;
 
 pub const CANARY_WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
-
-pub fn slot_name(target: &str, slot: Slot) -> String {
-    format!("{target}-{slot}")
-}
-
-pub fn canary_service_name(service: &str) -> String {
-    format!("{service}-canary")
-}
-
-pub fn canary_ingress_name(ingress: &str) -> String {
-    format!("{ingress}-canary")
-}
 
 pub fn get<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<std::sync::Arc<K>>
 where
@@ -105,4 +99,94 @@ pub fn canary_weight(ingress: &Ingress) -> u8 {
         .get(CANARY_WEIGHT)
         .and_then(|w| w.parse().ok())
         .unwrap_or(0)
+}
+
+/// Everything one reconcile reads of a Rollout's objects, from the caches, once.
+pub struct Observed {
+    pub target: Option<Arc<Deployment>>,
+    pub service: Option<Arc<Service>>,
+    /// The user's Ingress (canary strategy).
+    pub ingress: Option<Arc<Ingress>>,
+    pub canary_ingress: Option<Arc<Ingress>>,
+    pub canary_service: Option<Arc<Service>>,
+    pub blue: Option<Arc<Deployment>>,
+    pub green: Option<Arc<Deployment>>,
+}
+
+impl Observed {
+    pub fn read(
+        deployments: &Store<Deployment>,
+        services: &Store<Service>,
+        ingresses: &Store<Ingress>,
+        namespace: &str,
+        plan: &ReleasePlan,
+    ) -> Observed {
+        let ingress_name = match &plan.strategy {
+            StrategyPlan::Canary(canary) => Some(canary.ingress.as_str()),
+            StrategyPlan::BlueGreen(_) => None,
+        };
+        let slot = |slot: Slot| get(deployments, namespace, &slot_name(&plan.target, slot));
+        Observed {
+            target: get(deployments, namespace, &plan.target),
+            service: get(services, namespace, &plan.service.name),
+            ingress: ingress_name.and_then(|name| get(ingresses, namespace, name)),
+            canary_ingress: ingress_name
+                .and_then(|name| get(ingresses, namespace, &canary_ingress_name(name))),
+            canary_service: get(
+                services,
+                namespace,
+                &canary_service_name(&plan.service.name),
+            ),
+            blue: slot(Slot::Blue),
+            green: slot(Slot::Green),
+        }
+    }
+
+    /// The objects sluice would own for this Rollout that another controller owns.
+    pub fn foreign_owners(&self, rollout_uid: Option<&str>) -> Vec<ForeignOwner> {
+        let candidates = [
+            (
+                "spec.targetRef",
+                "Deployment",
+                self.blue.as_ref().map(|o| o.meta().clone()),
+            ),
+            (
+                "spec.targetRef",
+                "Deployment",
+                self.green.as_ref().map(|o| o.meta().clone()),
+            ),
+            (
+                "spec.service",
+                "Service",
+                self.canary_service.as_ref().map(|o| o.meta().clone()),
+            ),
+            (
+                "spec.strategy.canary.ingressRef",
+                "Ingress",
+                self.canary_ingress.as_ref().map(|o| o.meta().clone()),
+            ),
+        ];
+        candidates
+            .into_iter()
+            .filter_map(|(field, kind, meta)| {
+                let meta = meta?;
+                let owner = controller(&meta)?;
+                (Some(owner.uid.as_str()) != rollout_uid).then(|| ForeignOwner {
+                    field,
+                    kind,
+                    name: meta.name.clone().unwrap_or_default(),
+                    owner_kind: owner.kind.clone(),
+                    owner_name: owner.name.clone(),
+                })
+            })
+            .collect()
+    }
+}
+
+/// The controller owner reference of an object.
+pub fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
 }

@@ -5,22 +5,21 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use sluice_strategies::plan::{ReleasePlan, StrategyPlan, ingress_rules_for_service};
+use sluice_strategies::plan::{ClusterFacts, cluster_problems};
 use sluice_strategies::release::{self, Note, World};
 use sluice_strategies::resolve;
-use sluice_strategies::status::{RolloutStatus, Slot};
+use sluice_strategies::status::RolloutStatus;
 use tracing::Instrument;
 
 use super::Context;
 use super::apply::{self, Target};
 use super::commands::{self, Pending};
-use super::observe::{self, canary_ingress_name, get, slot_name};
+use super::observe::{self, Observed, canary_ingress_name, get};
 use crate::crd::Rollout;
 use crate::error::{Error, kube_err};
 
@@ -148,100 +147,10 @@ async fn invalid(
         };
         publish(ctx, rollout, &[note]).await;
     }
-    let mut unchanged_times = next.clone();
-    // Only a new problem is a new status: re-checks must not rewrite it every time.
-    if status.message == next.message && status.phase == next.phase {
-        unchanged_times.conditions = status.conditions.clone();
-    }
-    write_status(ctx, rollout, namespace, &unchanged_times).await?;
+    // The core keeps each condition's transition time while its status holds, so a re-check
+    // with the same problems writes nothing.
+    write_status(ctx, rollout, namespace, &next).await?;
     Ok(Action::requeue(INVALID_RECHECK))
-}
-
-/// What of the cluster a spec relies on and the core cannot check.
-fn cluster_problems(
-    ctx: &Context,
-    rollout: &Rollout,
-    plan: &ReleasePlan,
-    namespace: &str,
-) -> Vec<String> {
-    let mut problems = claimed_elsewhere(ctx, rollout, plan, namespace);
-    if get(&ctx.deployments, namespace, &plan.target).is_none() {
-        problems.push(format!(
-            "spec.targetRef: Deployment {namespace}/{} not found",
-            plan.target
-        ));
-    }
-    if let StrategyPlan::Canary(canary) = &plan.strategy {
-        match get(&ctx.ingresses, namespace, &canary.ingress) {
-            None => problems.push(format!(
-                "spec.strategy.canary.ingressRef: Ingress {namespace}/{} not found",
-                canary.ingress
-            )),
-            Some(ingress) => {
-                let json = serde_json::to_value(&*ingress).unwrap_or_default();
-                if ingress_rules_for_service(&json, &plan.service.name, plan.service.port)
-                    .is_empty()
-                {
-                    problems.push(format!(
-                        "spec.strategy.canary.ingressRef: Ingress {namespace}/{} has no rule for Service {} port {}",
-                        canary.ingress, plan.service.name, plan.service.port
-                    ));
-                }
-            }
-        }
-    }
-    problems
-}
-
-/// Objects sluice would own for this Rollout that another owner controls. Writing them would take
-/// them over: two Rollouts naming one Ingress (the ERP system's Ingress fronts both its gateway
-/// and reporting) would take `<ingress>-canary` from each other on every reconcile, a write loop
-/// that leaves each release's traffic to the other's weight.
-fn claimed_elsewhere(
-    ctx: &Context,
-    rollout: &Rollout,
-    plan: &ReleasePlan,
-    namespace: &str,
-) -> Vec<String> {
-    fn meta<K: Resource>(object: Option<Arc<K>>) -> Option<ObjectMeta> {
-        object.map(|o| o.meta().clone())
-    }
-    let uid = rollout.uid();
-    let mut owned = Vec::new();
-    for slot in [Slot::Blue, Slot::Green] {
-        let name = slot_name(&plan.target, slot);
-        let object = meta(get(&ctx.deployments, namespace, &name));
-        owned.push(("spec.targetRef", "Deployment", name, object));
-    }
-    let name = observe::canary_service_name(&plan.service.name);
-    let object = meta(get(&ctx.services, namespace, &name));
-    owned.push(("spec.service", "Service", name, object));
-    if let StrategyPlan::Canary(canary) = &plan.strategy {
-        let name = canary_ingress_name(&canary.ingress);
-        let object = meta(get(&ctx.ingresses, namespace, &name));
-        owned.push(("spec.strategy.canary.ingressRef", "Ingress", name, object));
-    }
-    owned
-        .into_iter()
-        .filter_map(|(field, kind, name, object)| {
-            let object = object?;
-            let owner = controller(&object)?;
-            (Some(&owner.uid) != uid.as_ref()).then(|| {
-                format!(
-                    "{field}: {kind} {namespace}/{name}, which sluice would own for this Rollout, belongs to {} {}; one Rollout per Deployment, Service and Ingress",
-                    owner.kind, owner.name
-                )
-            })
-        })
-        .collect()
-}
-
-/// The controller owner reference of an object.
-fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
-    meta.owner_references
-        .as_ref()?
-        .iter()
-        .find(|r| r.controller == Some(true))
 }
 
 async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Action, Error> {
@@ -249,7 +158,24 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         Ok(plan) => plan,
         Err(problems) => return invalid(ctx, rollout, namespace, &problems.to_string()).await,
     };
-    let problems = cluster_problems(ctx, rollout, &plan, namespace);
+    let seen = Observed::read(
+        &ctx.deployments,
+        &ctx.services,
+        &ctx.ingresses,
+        namespace,
+        &plan,
+    );
+    let ingress_json = seen
+        .ingress
+        .as_deref()
+        .and_then(|i| serde_json::to_value(i).ok());
+    let facts = ClusterFacts {
+        namespace,
+        target_exists: seen.target.is_some(),
+        ingress: ingress_json.as_ref(),
+        foreign_owners: seen.foreign_owners(rollout.uid().as_deref()),
+    };
+    let problems = cluster_problems(&plan, &facts);
     if !problems.is_empty() {
         return invalid(ctx, rollout, namespace, &problems.join("; ")).await;
     }
@@ -281,33 +207,20 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         Pending::Ready(ready) => command = Some(ready),
     }
 
-    // Checked just above: the target exists.
-    let Some(target) = get(&ctx.deployments, namespace, &plan.target) else {
+    let Some(target) = seen.target.clone() else {
+        // cluster_problems reported a missing target above.
         return Ok(Action::requeue(INVALID_RECHECK));
     };
-    let service = get(&ctx.services, namespace, &plan.service.name);
-    let ingress = match &plan.strategy {
-        StrategyPlan::Canary(canary) => get(&ctx.ingresses, namespace, &canary.ingress),
-        StrategyPlan::BlueGreen(_) => None,
-    };
-    let canary_ingress = ingress.as_ref().and_then(|i| {
-        get(
-            &ctx.ingresses,
-            namespace,
-            &canary_ingress_name(&i.name_any()),
-        )
-    });
-    let slot = |slot: Slot| get(&ctx.deployments, namespace, &slot_name(&plan.target, slot));
-    let (blue, green) = (slot(Slot::Blue), slot(Slot::Green));
+    let (service, ingress) = (seen.service.clone(), seen.ingress.clone());
     let now = Utc::now();
     let mut world = World {
         now,
         generation: rollout.metadata.generation.unwrap_or(0),
         target: observe::target_view(&target),
-        blue: blue.as_deref().map(observe::slot_view),
-        green: green.as_deref().map(observe::slot_view),
+        blue: seen.blue.as_deref().map(observe::slot_view),
+        green: seen.green.as_deref().map(observe::slot_view),
         service_selector: service.as_deref().map(observe::service_selector),
-        canary_weight: canary_ingress.as_deref().map(observe::canary_weight),
+        canary_weight: seen.canary_ingress.as_deref().map(observe::canary_weight),
         command: command.clone(),
         check: None,
     };
@@ -392,8 +305,9 @@ async fn hand_back(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<
     {
         let name = canary_ingress_name(&ingress.name);
         // Only if it is this Rollout's: the canary Ingress of a shared Ingress can be another's.
-        let ours = get(&ctx.ingresses, namespace, &name)
-            .filter(|canary| controller(canary.meta()).map(|o| &o.uid) == rollout.uid().as_ref());
+        let ours = get(&ctx.ingresses, namespace, &name).filter(|canary| {
+            observe::controller(canary.meta()).map(|o| &o.uid) == rollout.uid().as_ref()
+        });
         if let Some(canary) = ours {
             let params = DeleteParams {
                 preconditions: Some(Preconditions {

@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod duration;
 mod ingress;
+pub mod names;
 pub mod plan;
 pub mod presets;
 pub mod promql;

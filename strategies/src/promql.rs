@@ -138,7 +138,7 @@ impl TemplateVars {
             name: name.to_string(),
             ingress: ingress.map(str::to_string),
             service: service.to_string(),
-            canary_service: format!("{service}-canary"),
+            canary_service: crate::names::canary_service_name(service),
             stable_slot: stable_slot.as_str().to_string(),
             candidate_slot: stable_slot.other().as_str().to_string(),
             // An empty interval fails validation in render, which names it: better than a panic.

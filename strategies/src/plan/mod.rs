@@ -3,6 +3,7 @@
 //! the user all there is to fix. Checks that need the cluster (does the Deployment exist, does the
 //! Ingress route to the Service) are the controller's; [`ingress_rules_for_service`] helps it.
 
+mod cluster;
 mod metrics;
 mod strategy;
 
@@ -16,6 +17,7 @@ use metrics::analysis_plan;
 use strategy::{blue_green_plan, canary_plan, check_names};
 
 pub use crate::ingress::{IngressRuleRef, ingress_rules_for_service};
+pub use cluster::{ClusterFacts, ForeignOwner, cluster_problems};
 
 /// The preset a canary spec gets when it names none.
 pub const DEFAULT_CANARY_PRESET: &str = "nginx-canary";

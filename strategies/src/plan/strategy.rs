@@ -22,7 +22,7 @@ static HTTP_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$").expect("literal regex compiles")
 });
 
-const CANARY_SUFFIX: &str = "-canary";
+use crate::names::CANARY_SUFFIX;
 
 pub(super) fn check_names(spec: &RolloutSpec, p: &mut Problems) {
     let target = &spec.target_ref.name;
