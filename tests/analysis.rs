@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::Client;
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use prometheus_http_query::response::Data;
 use serde_json::{Value, json};
 use sluice::analysis::{AnalysisError, Analyst};
@@ -21,73 +19,16 @@ use sluice_strategies::spec::RolloutSpec;
 use sluice_strategies::status::{Slot, Verdict};
 use sluice_strategies::{Presets, resolve};
 
+use sluice_sandbox::testing::{create, ingress, slot_deployment, slot_service};
+
+/// The user's Ingress path for reporting in these tests.
+fn ingress_to_reports(name: &str, service: &str, annotations: Value) -> Value {
+    ingress(name, "/api/reports", service, annotations)
+}
+
 const NS: &str = "erp-system";
 const TIMEOUT: Duration = Duration::from_secs(5);
 const INTERVAL: Duration = Duration::from_secs(10);
-
-async fn kube_client(sandbox: &Sandbox) -> Client {
-    let kubeconfig = Kubeconfig::from_yaml(&sandbox.kubeconfig()).expect("a valid kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("kube accepts the sandbox's kubeconfig");
-    Client::try_from(config).expect("a client for the sandbox")
-}
-
-async fn create<K>(client: &Client, body: Value)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), NS);
-    let object: K = serde_json::from_value(body).expect("a valid object");
-    api.create(&PostParams::default(), &object)
-        .await
-        .expect("created");
-}
-
-/// A slot Deployment as sluice runs them: `reporting-<slot>`, pods labelled with the slot.
-fn slot(slot: &str, annotations: Value) -> Value {
-    let labels = json!({"app": "reporting", "sluice.dev/slot": slot});
-    json!({
-        "metadata": {"name": format!("reporting-{slot}")},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels, "annotations": annotations},
-                "spec": {"containers": [{"name": "reporting", "image": "erp/reporting:1.0"}]},
-            },
-        },
-    })
-}
-
-fn service(name: &str, slot: &str) -> Value {
-    json!({
-        "metadata": {"name": name},
-        "spec": {
-            "selector": {"app": "reporting", "sluice.dev/slot": slot},
-            "ports": [{"port": 80, "targetPort": 8080}],
-        },
-    })
-}
-
-fn ingress(name: &str, service: &str, annotations: Value) -> Value {
-    json!({
-        "metadata": {"name": name, "annotations": annotations},
-        "spec": {
-            "ingressClassName": "nginx",
-            "rules": [{"host": "erp.example.com", "http": {"paths": [{
-                "path": "/api/reports",
-                "pathType": "Prefix",
-                "backend": {"service": {"name": service, "port": {"number": 80}}},
-            }]}}],
-        },
-    })
-}
 
 /// The analysis plan of a canary Rollout of `reporting` with these metrics, resolved with the
 /// embedded presets as the controller resolves it.
@@ -150,7 +91,10 @@ async fn scenario() {
         ..SandboxConfig::default()
     };
     let sandbox = Sandbox::start(config).await.expect("the sandbox starts");
-    let client = kube_client(&sandbox).await;
+    let client = sandbox
+        .client()
+        .await
+        .expect("a kube client for the sandbox");
     let prometheus_url = sandbox.prometheus_url().expect("Prometheus is running");
 
     let namespaces: Api<Namespace> = Api::all(client.clone());
@@ -161,12 +105,19 @@ async fn scenario() {
         .expect("namespace created");
     create::<Deployment>(
         &client,
-        slot("blue", json!({"sandbox.sluice.dev/ready-after": "100ms"})),
+        NS,
+        slot_deployment(
+            "reporting",
+            "blue",
+            json!({"sandbox.sluice.dev/ready-after": "100ms"}),
+        ),
     )
     .await;
     create::<Deployment>(
         &client,
-        slot(
+        NS,
+        slot_deployment(
+            "reporting",
             "green",
             json!({
                 "sandbox.sluice.dev/ready-after": "100ms",
@@ -176,11 +127,22 @@ async fn scenario() {
         ),
     )
     .await;
-    create::<Service>(&client, service("reporting-service", "blue")).await;
-    create::<Service>(&client, service("reporting-service-canary", "green")).await;
+    create::<Service>(
+        &client,
+        NS,
+        slot_service("reporting-service", "reporting", "blue", json!({})),
+    )
+    .await;
+    create::<Service>(
+        &client,
+        NS,
+        slot_service("reporting-service-canary", "reporting", "green", json!({})),
+    )
+    .await;
     create::<Ingress>(
         &client,
-        ingress(
+        NS,
+        ingress_to_reports(
             "erp-ingress",
             "reporting-service",
             json!({"sandbox.sluice.dev/rps": "200"}),
@@ -189,7 +151,8 @@ async fn scenario() {
     .await;
     create::<Ingress>(
         &client,
-        ingress(
+        NS,
+        ingress_to_reports(
             "erp-ingress-canary",
             "reporting-service-canary",
             json!({

@@ -10,11 +10,11 @@ use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, CustomResourceExt};
 use serde_json::{Value, json};
 use sluice::ControllerConfig;
 use sluice::crd::Rollout;
+pub use sluice_sandbox::testing::{create, eventually};
 use sluice_sandbox::{Sandbox, SandboxConfig};
 use sluice_strategies::status::{CONDITION_PROMOTED, ConditionStatus, Phase, RolloutStatus, Slot};
 use tokio::net::TcpListener;
@@ -85,11 +85,10 @@ pub struct Env {
 }
 
 pub async fn client_for(sandbox: &Sandbox) -> Client {
-    let kubeconfig = Kubeconfig::from_yaml(&sandbox.kubeconfig()).expect("a valid kubeconfig");
-    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    sandbox
+        .client()
         .await
-        .expect("kube accepts the sandbox's kubeconfig");
-    Client::try_from(config).expect("a client for the sandbox")
+        .expect("a kube client for the sandbox")
 }
 
 /// A URL where no Prometheus answers: a port bound by us, then released.
@@ -114,22 +113,6 @@ pub fn fast_deployment(name: &str) -> Value {
     deployment["spec"]["template"]["metadata"]["annotations"]["sandbox.sluice.dev/ready-after"] =
         json!("300ms");
     deployment
-}
-
-pub async fn create<K>(client: &Client, body: Value)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), NS);
-    let object: K = serde_json::from_value(body).expect("a valid object");
-    api.create(&PostParams::default(), &object)
-        .await
-        .expect("created");
 }
 
 /// The Rollout of reporting with fast timings; `overrides` is merged into it (JSON merge patch).
@@ -221,8 +204,8 @@ impl Env {
             prometheus_url,
             controller: None,
         };
-        create::<Deployment>(&env.client, fast_deployment(APP)).await;
-        create::<Service>(&env.client, fixture("Service", SERVICE)).await;
+        create::<Deployment>(&env.client, NS, fast_deployment(APP)).await;
+        create::<Service>(&env.client, NS, fixture("Service", SERVICE)).await;
         env.wait_deployment_ready(APP, 2).await;
         // Traffic starts only once reporting is ready: no 503 before sluice is even there.
         let mut ingress = fixture("Ingress", INGRESS);
@@ -231,7 +214,7 @@ impl Env {
         if let Some(headers) = setup.request_headers {
             annotations["sandbox.sluice.dev/request-headers"] = json!(headers);
         }
-        create::<Ingress>(&env.client, ingress).await;
+        create::<Ingress>(&env.client, NS, ingress).await;
         env
     }
 
@@ -428,25 +411,6 @@ impl Env {
             .text()
             .await
             .expect("a body")
-    }
-}
-
-/// Polls `check` every 100ms until it returns Some, for at most `limit`.
-pub async fn eventually<T, F, Fut>(limit: Duration, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out after {limit:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

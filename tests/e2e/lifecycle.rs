@@ -111,8 +111,8 @@ async fn invalid_rollouts_are_reported_and_touch_no_traffic() {
         })
         .await;
         // The gateway of the same Ingress, released by a valid Rollout beside the invalid ones.
-        create::<Deployment>(&env.client, fast_deployment("gateway")).await;
-        create::<Service>(&env.client, fixture("Service", "gateway-service")).await;
+        create::<Deployment>(&env.client, NS, fast_deployment("gateway")).await;
+        create::<Service>(&env.client, NS, fixture("Service", "gateway-service")).await;
         env.wait_deployment_ready("gateway", 2).await;
         let gateway = json!({"spec": {
             "targetRef": {"name": "gateway"},

@@ -30,8 +30,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{ListParams, ObjectList, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config, Resource};
+use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use sluice_sandbox::{Sandbox, SandboxConfig};
@@ -893,9 +892,7 @@ async fn main() -> Result<(), Error> {
         ..SandboxConfig::default()
     })
     .await?;
-    let kubeconfig = Kubeconfig::from_yaml(&sandbox.kubeconfig())?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    let client = Client::try_from(config)?;
+    let client = sandbox.client().await?;
     let namespaces: Api<Namespace> = Api::all(client.clone());
     for i in 0..args.namespaces.min(n) {
         let ns: Namespace =

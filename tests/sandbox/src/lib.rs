@@ -7,6 +7,7 @@ pub mod control;
 pub mod faults;
 pub mod prometheus;
 pub mod store;
+pub mod testing;
 pub mod traffic;
 pub mod workload;
 

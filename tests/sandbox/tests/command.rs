@@ -24,8 +24,8 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config, ResourceExt};
+use kube::config::Kubeconfig;
+use kube::{Client, ResourceExt};
 use regex::Regex;
 use serde_json::{Value, json};
 use sluice_sandbox::Sandbox;
@@ -241,11 +241,10 @@ async fn kubectl_namespaces(kubeconfig: &Path, dir: &Path) -> Vec<String> {
 
 /// A kube client from a kubeconfig file, as sluice itself would load one.
 async fn client_from_file(path: &Path) -> Client {
-    let kubeconfig = Kubeconfig::read_from(path).expect("the kubeconfig file parses");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+    let yaml = std::fs::read_to_string(path).expect("the kubeconfig file is readable");
+    sluice_sandbox::testing::client_from_kubeconfig(&yaml)
         .await
-        .expect("kube accepts the kubeconfig");
-    Client::try_from(config).expect("a client")
+        .expect("kube accepts the kubeconfig")
 }
 
 fn http() -> reqwest::Client {

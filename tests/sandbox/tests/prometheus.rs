@@ -9,63 +9,13 @@ use common::{eventually, sandbox_with};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::Client;
 use kube::api::{Api, PostParams};
 use prometheus_http_query::response::Data;
-use serde_json::{Value, json};
+use serde_json::json;
 use sluice_sandbox::SandboxConfig;
+use sluice_sandbox::testing::{create, ingress, slot_deployment, slot_service};
 
 const NS: &str = "erp-system";
-
-async fn create<K>(client: &Client, body: Value)
-where
-    K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug,
-    K::DynamicType: Default,
-{
-    let api: Api<K> = Api::namespaced(client.clone(), NS);
-    let object: K = serde_json::from_value(body).expect("a valid object");
-    api.create(&PostParams::default(), &object)
-        .await
-        .expect("created");
-}
-
-/// A slot Deployment as sluice runs them: `<app>-<slot>`, pods labelled with the slot.
-fn slot(app: &str, slot: &str, annotations: Value) -> Value {
-    json!({
-        "metadata": {"name": format!("{app}-{slot}")},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": app, "sluice.dev/slot": slot}},
-            "template": {
-                "metadata": {"labels": {"app": app, "sluice.dev/slot": slot}, "annotations": annotations},
-                "spec": {"containers": [{"name": app, "image": format!("erp/{app}:1.0")}]},
-            },
-        },
-    })
-}
-
-fn service(name: &str, app: &str, slot: &str, annotations: Value) -> Value {
-    json!({
-        "metadata": {"name": name, "annotations": annotations},
-        "spec": {"selector": {"app": app, "sluice.dev/slot": slot}, "ports": [{"port": 80, "targetPort": 8080}]},
-    })
-}
-
-fn ingress(name: &str, path: &str, service: &str, annotations: Value) -> Value {
-    json!({
-        "metadata": {"name": name, "annotations": annotations},
-        "spec": {
-            "ingressClassName": "nginx",
-            "rules": [{"host": "erp.example.com", "http": {"paths": [
-                {"path": path, "pathType": "Prefix", "backend": {"service": {"name": service, "port": {"number": 80}}}}
-            ]}}],
-        },
-    })
-}
 
 async fn scalar(prometheus: &prometheus_http_query::Client, query: &str, at: i64) -> Option<f64> {
     let result = prometheus.query(query).at(at).get().await.ok()?;
@@ -121,20 +71,37 @@ async fn canary_weight_header_share_and_error_rate_as_prometheus_sees_them() {
         .unwrap();
 
     let fast = json!({"sandbox.sluice.dev/ready-after": "100ms"});
-    create::<Deployment>(&client, slot("reporting", "blue", fast.clone())).await;
-    create::<Deployment>(&client, slot("reporting", "green", json!({"sandbox.sluice.dev/ready-after": "100ms", "sandbox.sluice.dev/error-rate": "0.1"}))).await;
-    create::<Deployment>(&client, slot("finance", "blue", fast.clone())).await;
-    create::<Deployment>(&client, slot("finance", "green", fast.clone())).await;
+    create::<Deployment>(
+        &client,
+        NS,
+        slot_deployment("reporting", "blue", fast.clone()),
+    )
+    .await;
+    create::<Deployment>(&client, NS, slot_deployment("reporting", "green", json!({"sandbox.sluice.dev/ready-after": "100ms", "sandbox.sluice.dev/error-rate": "0.1"}))).await;
+    create::<Deployment>(
+        &client,
+        NS,
+        slot_deployment("finance", "blue", fast.clone()),
+    )
+    .await;
+    create::<Deployment>(
+        &client,
+        NS,
+        slot_deployment("finance", "green", fast.clone()),
+    )
+    .await;
     create::<Service>(
         &client,
-        service("reporting", "reporting", "blue", json!({})),
+        NS,
+        slot_service("reporting", "reporting", "blue", json!({})),
     )
     .await;
     // Direct traffic on the canary Service, as a blue/green preview gets: it makes the green pods'
     // error rate measurable on many requests.
     create::<Service>(
         &client,
-        service(
+        NS,
+        slot_service(
             "reporting-canary",
             "reporting",
             "green",
@@ -142,16 +109,23 @@ async fn canary_weight_header_share_and_error_rate_as_prometheus_sees_them() {
         ),
     )
     .await;
-    create::<Service>(&client, service("finance", "finance", "blue", json!({}))).await;
     create::<Service>(
         &client,
-        service("finance-canary", "finance", "green", json!({})),
+        NS,
+        slot_service("finance", "finance", "blue", json!({})),
+    )
+    .await;
+    create::<Service>(
+        &client,
+        NS,
+        slot_service("finance-canary", "finance", "green", json!({})),
     )
     .await;
 
     // Weighted canary: 100 rps, 20% to the canary.
     create::<Ingress>(
         &client,
+        NS,
         ingress(
             "erp-reporting",
             "/reporting",
@@ -160,8 +134,7 @@ async fn canary_weight_header_share_and_error_rate_as_prometheus_sees_them() {
         ),
     )
     .await;
-    create::<Ingress>(
-        &client,
+    create::<Ingress>(&client, NS,
         ingress(
             "erp-reporting-canary",
             "/reporting",
@@ -171,8 +144,7 @@ async fn canary_weight_header_share_and_error_rate_as_prometheus_sees_them() {
     )
     .await;
     // Header canary: 30% of requests carry x-canary: insider; only those reach the canary.
-    create::<Ingress>(
-        &client,
+    create::<Ingress>(&client, NS,
         ingress(
             "erp-finance",
             "/finance",
@@ -183,6 +155,7 @@ async fn canary_weight_header_share_and_error_rate_as_prometheus_sees_them() {
     .await;
     create::<Ingress>(
         &client,
+        NS,
         ingress(
             "erp-finance-canary",
             "/finance",
