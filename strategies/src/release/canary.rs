@@ -54,7 +54,7 @@ pub fn reconcile(
     m.transition(command.as_ref());
     let desired = m.desired();
     let requeue_after = m.requeue_after();
-    report::finish(&mut m.s, plan, canary, world, &m.target_revision);
+    report::finish(&mut m.s, canary, world, &m.target_revision);
     Decision {
         status: m.s,
         desired,

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 
 use super::{Decision, Desired, World};
-use crate::plan::{CanaryPlan, ReleasePlan};
+use crate::plan::CanaryPlan;
 use crate::status::{
     CONDITION_PROGRESSING, CONDITION_PROMOTED, CONDITION_READY, Condition, ConditionStatus, Phase,
     REASON_INVALID_SPEC, RolloutStatus, Slot, Stage,
@@ -53,13 +53,7 @@ fn stage_name(stage: Stage) -> &'static str {
 }
 
 /// Phase, message and conditions for the stage the machine reached.
-pub fn finish(
-    s: &mut RolloutStatus,
-    _plan: &ReleasePlan,
-    canary: &CanaryPlan,
-    world: &World,
-    target_revision: &str,
-) {
+pub fn finish(s: &mut RolloutStatus, canary: &CanaryPlan, world: &World, target_revision: &str) {
     let stage = s.stage.unwrap_or(Stage::TakingOver);
     let stable = s.stable_slot.unwrap_or(Slot::Blue);
     let candidate = stable.other();
