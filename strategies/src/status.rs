@@ -258,14 +258,21 @@ pub enum Stage {
     Matching,
     /// The candidate gets the weight of the current step.
     Stepping,
-    /// At the last step, waiting for a `promote` (promotion: manual).
+    /// At the last step (canary) or after the preview (blue/green), waiting for a `promote`
+    /// (promotion: manual).
     AwaitingPromotion,
+    /// Blue/green: the candidate serves no users; `<svc>-canary` selects it and it is analysed
+    /// for `previewDuration`.
+    Previewing,
     /// The candidate is brought to full size and must be ready.
     PromotingScale,
     /// The Service switches to the candidate slot.
     PromotingSwitch,
     /// The canary weight goes to zero: everything flows through the Service, now on the candidate.
     PromotingDrain,
+    /// Blue/green: `<svc>` selects the candidate and it is analysed for `postSwitchDuration`; a
+    /// failed check switches `<svc>` back to the old slot, still warm.
+    Verifying,
     /// Giving up: the canary weight goes to zero first, read back.
     RollingBack,
     /// Then the candidate scales down.

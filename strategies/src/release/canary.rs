@@ -1,358 +1,20 @@
-//! The canary release: take over, then for each new revision start the candidate, (match phase,)
-//! step through the weights while analysis passes, promote by flipping the stable slot, or roll
-//! back with the weight at zero first.
+//! The canary's traffic stages: an optional header/cookie match phase, then the weights step by
+//! step while analysis passes, then promotion (or a wait for one).
 
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
-
-use super::{Command, CommandVerb, Decision, Note, World, report, revision};
-use crate::analysis::{CheckOutcome, one_line};
-use crate::plan::{CanaryPlan, ReleasePlan};
-use crate::status::{Phase, RolloutStatus, ScaleDown, Slot, Stage, Verdict};
-
-pub(super) struct Machine<'a> {
-    pub(super) plan: &'a ReleasePlan,
-    pub(super) canary: &'a CanaryPlan,
-    pub(super) world: &'a World,
-    pub(super) s: RolloutStatus,
-    notes: Vec<Note>,
-    pub(super) target_revision: String,
-}
-
-pub fn reconcile(
-    plan: &ReleasePlan,
-    canary: &CanaryPlan,
-    status: &RolloutStatus,
-    world: &World,
-) -> Decision {
-    let mut m = Machine {
-        plan,
-        canary,
-        world,
-        s: status.clone(),
-        notes: Vec::new(),
-        target_revision: revision::template_hash(&world.target.template),
-    };
-    m.s.observed_generation = Some(world.generation);
-    let command = world
-        .command
-        .clone()
-        .filter(|c| status.last_command.as_deref() != Some(c.nonce.as_str()));
-    if let Some(command) = &command {
-        m.s.last_command = Some(command.nonce.clone());
-        m.note(
-            "Command",
-            format!("{} received", command.verb.as_str()),
-            false,
-        );
-    }
-    m.follow_rescale();
-    if let Some(check) = &world.check {
-        m.apply_check(check);
-    }
-    m.transition(command.as_ref());
-    let desired = m.desired();
-    let requeue_after = m.requeue_after();
-    report::finish(&mut m.s, canary, world, &m.target_revision);
-    Decision {
-        status: m.s,
-        desired,
-        notes: m.notes,
-        requeue_after,
-    }
-}
+use super::machine::Machine;
+use crate::plan::CanaryPlan;
+use crate::release::CommandVerb;
+use crate::spec::Promotion;
+use crate::status::Stage;
 
 impl Machine<'_> {
-    pub(super) fn now(&self) -> DateTime<Utc> {
-        self.world.now
+    fn canary_plan(&self) -> &CanaryPlan {
+        // Only the canary's stages call here, and only a canary plan enters them.
+        self.canary().expect("a canary stage runs a canary plan")
     }
 
-    fn note(&mut self, reason: &'static str, message: String, warning: bool) {
-        self.notes.push(Note {
-            reason,
-            message,
-            warning,
-        });
-    }
-
-    pub(super) fn full(&self) -> i32 {
-        self.s.replicas.unwrap_or(self.world.target.replicas)
-    }
-
-    pub(super) fn stable(&self) -> Slot {
-        self.s.stable_slot.unwrap_or(Slot::Blue)
-    }
-
-    pub(super) fn candidate(&self) -> Slot {
-        self.stable().other()
-    }
-
-    fn since(&self, at: Option<DateTime<Utc>>) -> Duration {
-        at.and_then(|at| (self.now() - at).to_std().ok())
-            .unwrap_or_default()
-    }
-
-    fn enter(&mut self, stage: Stage) {
-        self.s.stage = Some(stage);
-        self.s.stage_started_at = Some(self.now());
-        self.s.step_passed = false;
-    }
-
-    /// Someone scaled the user's Deployment after the take-over: that is the new size of the
-    /// slots, and the Deployment goes back to zero.
-    fn follow_rescale(&mut self) {
-        let taken_over = !matches!(self.s.stage, None | Some(Stage::TakingOver));
-        if taken_over
-            && self.world.target.replicas > 0
-            && Some(self.world.target.replicas) != self.s.replicas
-        {
-            self.s.replicas = Some(self.world.target.replicas);
-            let message = format!(
-                "{} replicas per slot, from the target's new size",
-                self.world.target.replicas
-            );
-            self.note("Rescaled", message, false);
-        }
-    }
-
-    fn candidate_ready(&self) -> bool {
-        let full = self.full();
-        self.world.slot(self.candidate()).is_some_and(|slot| {
-            slot.revision.as_deref() == self.s.candidate_revision.as_deref()
-                && slot.replicas == full
-                && slot.ready_replicas >= full
-        })
-    }
-
-    fn apply_check(&mut self, outcome: &CheckOutcome) {
-        if !matches!(
-            self.s.stage,
-            Some(Stage::Matching | Stage::Stepping | Stage::AwaitingPromotion)
-        ) {
-            return;
-        }
-        self.s.analysis = outcome.results(Some(self.now()));
-        self.s.last_check_at = Some(self.now());
-        let summary = one_line(outcome);
-        self.s.last_check_summary = Some(summary.clone());
-        let analysis = &self.plan.analysis;
-        let exceeded = match outcome.verdict {
-            Verdict::Pass => {
-                self.s.step_passed = true;
-                None
-            }
-            Verdict::Fail => {
-                self.s.failed_checks += 1;
-                (self.s.failed_checks > analysis.failure_limit).then(|| {
-                    format!(
-                        "{summary} ({} failed checks > failureLimit {})",
-                        self.s.failed_checks, analysis.failure_limit
-                    )
-                })
-            }
-            Verdict::Inconclusive => {
-                self.s.inconclusive_checks += 1;
-                (self.s.inconclusive_checks > analysis.inconclusive_limit).then(|| {
-                    format!(
-                        "{summary} ({} inconclusive checks > inconclusiveLimit {})",
-                        self.s.inconclusive_checks, analysis.inconclusive_limit
-                    )
-                })
-            }
-            Verdict::Error => {
-                self.s.error_checks += 1;
-                (self.s.error_checks > analysis.error_limit).then(|| {
-                    format!(
-                        "{summary} ({} failed queries > errorLimit {})",
-                        self.s.error_checks, analysis.error_limit
-                    )
-                })
-            }
-        };
-        if outcome.verdict != Verdict::Pass {
-            self.note(
-                "AnalysisCheck",
-                format!("{}: {summary}", outcome.verdict),
-                true,
-            );
-        }
-        if let Some(reason) = exceeded {
-            self.roll_back(reason, true);
-        }
-    }
-
-    fn transition(&mut self, command: Option<&Command>) {
-        let verb = command.map(|c| c.verb);
-        match self.s.stage {
-            None | Some(Stage::TakingOver) => self.take_over(),
-            Some(Stage::Steady) => self.steady(verb),
-            Some(Stage::Starting) => {
-                if self.superseded() || self.aborted(verb) {
-                    return;
-                }
-                if self.candidate_ready() {
-                    self.first_traffic_stage();
-                } else if self.since(self.s.release_started_at) > self.plan.progress_deadline {
-                    let ready = self
-                        .world
-                        .slot(self.candidate())
-                        .map(|s| s.ready_replicas)
-                        .unwrap_or(0);
-                    let reason = format!(
-                        "candidate {} on {} not ready after progressDeadline {}: {ready}/{} ready",
-                        self.s.candidate_revision.clone().unwrap_or_default(),
-                        self.candidate(),
-                        crate::duration::format(self.plan.progress_deadline),
-                        self.full()
-                    );
-                    self.roll_back(reason, true);
-                } else if verb == Some(CommandVerb::PromoteFull) {
-                    self.enter(Stage::PromotingScale);
-                }
-            }
-            Some(Stage::Matching | Stage::Stepping | Stage::AwaitingPromotion) => {
-                self.analysing(verb)
-            }
-            Some(Stage::PromotingScale) => {
-                if self.candidate_ready() {
-                    self.enter(Stage::PromotingSwitch);
-                } else if self.since(self.s.stage_started_at) > self.plan.progress_deadline {
-                    let reason = format!(
-                        "candidate not ready at full size for promotion after {}",
-                        crate::duration::format(self.plan.progress_deadline)
-                    );
-                    self.roll_back(reason, true);
-                } else {
-                    self.aborted(verb);
-                }
-            }
-            Some(Stage::PromotingSwitch) => {
-                if self.world.service_slot() == Some(self.candidate()) {
-                    self.enter(Stage::PromotingDrain);
-                }
-            }
-            Some(Stage::PromotingDrain) => {
-                if self.world.canary_weight.is_none_or(|w| w == 0) {
-                    self.finish_promotion();
-                }
-            }
-            Some(Stage::RollingBack) => {
-                if self.world.canary_weight.is_none_or(|w| w == 0)
-                    && self.world.service_slot() == Some(self.stable())
-                {
-                    self.s.stage = Some(Stage::RollingBackScaleDown);
-                }
-            }
-            Some(Stage::RollingBackScaleDown) => {
-                if self
-                    .world
-                    .slot(self.candidate())
-                    .is_none_or(|slot| slot.replicas == 0)
-                {
-                    let outcome = if self.s.rolled_back_revision.is_some()
-                        && self.s.rolled_back_revision == self.s.candidate_revision
-                    {
-                        Phase::RolledBack
-                    } else {
-                        Phase::Ready
-                    };
-                    self.settle(outcome);
-                }
-            }
-            Some(Stage::Superseding) => {
-                if self.world.canary_weight.is_none_or(|w| w == 0) {
-                    if Some(&self.target_revision) == self.s.stable_revision.as_ref() {
-                        self.settle(Phase::Ready);
-                    } else {
-                        self.start_release();
-                    }
-                }
-            }
-        }
-    }
-
-    fn take_over(&mut self) {
-        if self.s.stage.is_none() {
-            self.s.stable_slot = Some(Slot::Blue);
-            self.s.replicas = Some(self.world.target.replicas);
-            self.s.original_selector = self.world.service_selector.clone();
-            self.enter(Stage::TakingOver);
-            self.note(
-                "TakingOver",
-                format!(
-                    "running the target's pods in {} before moving the Service",
-                    self.stable()
-                ),
-                false,
-            );
-        }
-        // Until the Service has moved, the stable slot follows the target's template.
-        if self.world.service_slot() != Some(self.stable()) {
-            self.s.stable_revision = Some(self.target_revision.clone());
-            return;
-        }
-        if self.world.target.replicas == 0 {
-            self.settle(Phase::Ready);
-            self.note(
-                "TakenOver",
-                format!(
-                    "revision {} serves all traffic from {}",
-                    self.target_revision,
-                    self.stable()
-                ),
-                false,
-            );
-        }
-    }
-
-    fn steady(&mut self, verb: Option<CommandVerb>) {
-        if let Some(pending) = self.s.scale_down {
-            let gone = self
-                .world
-                .slot(pending.slot)
-                .is_none_or(|slot| slot.replicas == 0);
-            if self.now() >= pending.at && gone {
-                self.s.scale_down = None;
-            }
-        }
-        if Some(&self.target_revision) == self.s.stable_revision.as_ref() {
-            return;
-        }
-        if self.s.rolled_back_revision.as_ref() == Some(&self.target_revision) {
-            if verb != Some(CommandVerb::Retry) {
-                return;
-            }
-            self.s.rolled_back_revision = None;
-        }
-        self.start_release();
-    }
-
-    fn start_release(&mut self) {
-        self.s.candidate_revision = Some(self.target_revision.clone());
-        self.s.release_started_at = Some(self.now());
-        self.s.failed_checks = 0;
-        self.s.inconclusive_checks = 0;
-        self.s.error_checks = 0;
-        self.s.analysis.clear();
-        self.s.last_check_at = None;
-        self.s.last_check_summary = None;
-        self.s.step = None;
-        self.s.canary_weight = Some(0);
-        self.s.paused = false;
-        // The old slot kept warm after the previous promotion now runs the new candidate.
-        self.s.scale_down = None;
-        self.enter(Stage::Starting);
-        let message = format!(
-            "revision {} starts on {}",
-            self.target_revision,
-            self.candidate()
-        );
-        self.note("ReleaseStarted", message, false);
-    }
-
-    fn first_traffic_stage(&mut self) {
-        if self.canary.traffic_match.is_some() {
+    pub(super) fn first_canary_stage(&mut self) {
+        if self.canary_plan().traffic_match.is_some() {
             self.s.step = Some(0);
             self.enter(Stage::Matching);
         } else {
@@ -361,22 +23,22 @@ impl Machine<'_> {
     }
 
     fn enter_step(&mut self, step: u32) {
+        let steps = &self.canary_plan().steps;
+        let (weight, count) = (steps.get(step as usize - 1).copied(), steps.len());
         self.s.step = Some(step);
-        self.s.canary_weight = self.canary.steps.get(step as usize - 1).copied();
+        self.s.canary_weight = weight;
         self.enter(Stage::Stepping);
         let message = format!(
-            "step {step}/{}: {}% to {}",
-            self.canary.steps.len(),
-            self.s.canary_weight.unwrap_or(0),
+            "step {step}/{count}: {}% to {}",
+            weight.unwrap_or(0),
             self.candidate()
         );
         self.note("Step", message, false);
     }
 
-    fn analysing(&mut self, verb: Option<CommandVerb>) {
-        if self.superseded() || self.aborted(verb) {
-            return;
-        }
+    /// Matching, stepping, or waiting at the last step: commands, then the next step once the
+    /// current one was held long enough with a passing check.
+    pub(super) fn stepping(&mut self, verb: Option<CommandVerb>) {
         match verb {
             Some(CommandVerb::Pause) => self.s.paused = true,
             Some(CommandVerb::Resume) => self.s.paused = false,
@@ -384,7 +46,7 @@ impl Machine<'_> {
             Some(CommandVerb::Promote) => return self.advance(true),
             _ => {}
         }
-        let held = self.since(self.s.stage_started_at) >= self.canary.step_interval;
+        let held = self.since(self.s.stage_started_at) >= self.canary_plan().step_interval;
         if !self.s.paused
             && self.s.step_passed
             && held
@@ -396,91 +58,15 @@ impl Machine<'_> {
 
     /// The next step, or the end of the steps: promotion, or a wait for one.
     fn advance(&mut self, commanded: bool) {
-        let steps = self.canary.steps.len() as u32;
+        let steps = self.canary_plan().steps.len() as u32;
         match (self.s.stage, self.s.step.unwrap_or(0)) {
             (Some(Stage::Matching), _) => self.enter_step(1),
             (Some(Stage::Stepping), step) if step < steps => self.enter_step(step + 1),
             (Some(Stage::AwaitingPromotion), _) => self.enter(Stage::PromotingScale),
-            _ if commanded || self.plan.promotion == crate::spec::Promotion::Auto => {
+            _ if commanded || self.plan.promotion == Promotion::Auto => {
                 self.enter(Stage::PromotingScale)
             }
             _ => self.enter(Stage::AwaitingPromotion),
         }
-    }
-
-    /// A newer revision (or the stable one again) replaces the candidate in flight.
-    fn superseded(&mut self) -> bool {
-        if Some(&self.target_revision) == self.s.candidate_revision.as_ref() {
-            return false;
-        }
-        let old = self.s.candidate_revision.clone().unwrap_or_default();
-        if Some(&self.target_revision) == self.s.stable_revision.as_ref() {
-            self.roll_back(
-                format!("the target went back to the stable revision; {old} withdrawn"),
-                false,
-            );
-        } else {
-            self.enter(Stage::Superseding);
-            self.note(
-                "Superseded",
-                format!("revision {old} superseded by {}", self.target_revision),
-                false,
-            );
-        }
-        true
-    }
-
-    fn aborted(&mut self, verb: Option<CommandVerb>) -> bool {
-        if verb != Some(CommandVerb::Abort) {
-            return false;
-        }
-        self.roll_back("aborted by command".into(), true);
-        true
-    }
-
-    fn roll_back(&mut self, reason: String, remember: bool) {
-        if remember {
-            self.s.rolled_back_revision = self.s.candidate_revision.clone();
-        }
-        let revision = self.s.candidate_revision.clone().unwrap_or_default();
-        self.s.rollback_reason = Some(format!("{revision}: {reason}"));
-        self.enter(Stage::RollingBack);
-        self.note("RollingBack", format!("{revision}: {reason}"), true);
-    }
-
-    fn finish_promotion(&mut self) {
-        let old = self.stable();
-        let delay = chrono::Duration::from_std(self.canary.scale_down_delay).unwrap_or_default();
-        self.s.scale_down = Some(ScaleDown {
-            slot: old,
-            at: self.now() + delay,
-        });
-        self.s.stable_slot = Some(old.other());
-        self.s.stable_revision = self.s.candidate_revision.take();
-        self.s.step = None;
-        self.s.canary_weight = Some(0);
-        self.settle(Phase::Succeeded);
-        let message = format!(
-            "revision {} promoted: {} is stable",
-            self.s.stable_revision.clone().unwrap_or_default(),
-            old.other()
-        );
-        self.note("Promoted", message, false);
-    }
-
-    /// No release in flight any more; the phase says how the last one ended.
-    fn settle(&mut self, outcome: Phase) {
-        if outcome == Phase::RolledBack {
-            let reason = self.s.rollback_reason.clone().unwrap_or_default();
-            self.note("RolledBack", reason, true);
-        } else {
-            self.s.rollback_reason = None;
-        }
-        self.s.candidate_revision = None;
-        self.s.step = None;
-        self.s.canary_weight = Some(0);
-        self.s.phase = outcome;
-        self.s.paused = false;
-        self.enter(Stage::Steady);
     }
 }

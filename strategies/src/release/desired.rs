@@ -1,10 +1,13 @@
-//! The world as it should be for the stage the canary machine reached, and when to look again.
+//! The world as it should be for the stage the machine reached, and when to look again. The guards
+//! that hold whatever the stage says are here too: `<svc>` moves only to a slot with ready pods
+//! (a candidate: all of them), and the slot `<svc>` selects is never scaled down.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::canary::Machine;
+use super::machine::{Machine, analysing};
 use super::{CanaryRoute, Desired, SlotSpec, next_check_at, revision};
-use crate::status::Stage;
+use crate::status::{Slot, Stage};
 
 const POLL: Duration = Duration::from_secs(2);
 const FAST_POLL: Duration = Duration::from_secs(1);
@@ -27,7 +30,7 @@ impl Machine<'_> {
             Some(view) if stage != Stage::TakingOver && view.revision == self.s.stable_revision => {
                 view.template.clone()
             }
-            _ => revision::slot_template(&target.template, stable),
+            _ => revision::slot_template(&target.template, &target.selector, stable),
         };
         let stable_revision = self
             .s
@@ -47,16 +50,18 @@ impl Machine<'_> {
                 | Stage::Matching
                 | Stage::Stepping
                 | Stage::AwaitingPromotion
+                | Stage::Previewing
                 | Stage::PromotingScale
                 | Stage::PromotingSwitch
                 | Stage::PromotingDrain
+                | Stage::Verifying
         );
         let observed = self.world.slot(candidate);
         let candidate_spec =
             if in_flight && self.s.candidate_revision.as_ref() == Some(&self.target_revision) {
                 Some((
                     self.target_revision.clone(),
-                    revision::slot_template(&target.template, candidate),
+                    revision::slot_template(&target.template, &target.selector, candidate),
                     full,
                 ))
             } else if let Some(view) = observed {
@@ -87,26 +92,30 @@ impl Machine<'_> {
             });
         }
 
-        let serving = if matches!(stage, Stage::PromotingSwitch | Stage::PromotingDrain) {
-            candidate
-        } else {
-            stable
+        let serving = match stage {
+            Stage::PromotingSwitch | Stage::PromotingDrain | Stage::Verifying => candidate,
+            _ => stable,
         };
-        let stable_ready = self.world.slot(stable).is_some_and(|v| {
-            v.ready_replicas >= full && v.revision.as_deref() == Some(&desired.slots[0].revision)
-        });
         let moved = self.world.service_slot() == Some(stable);
-        if stage != Stage::TakingOver || stable_ready || moved {
-            desired.service_selector = Some(revision::slot_selector(&target.selector, serving));
-        }
+        desired.service_selector = if stage == Stage::TakingOver && !moved {
+            let stable_ready = self.world.slot(stable).is_some_and(|v| {
+                v.ready_replicas >= full
+                    && v.revision.as_deref() == Some(&desired.slots[0].revision)
+            });
+            stable_ready.then(|| revision::slot_selector(&target.selector, stable))
+        } else {
+            self.selector_for(serving)
+        };
         if stage != Stage::TakingOver || moved {
             desired.target_replicas = Some(0);
         }
+        self.keep_the_selected_slot_up(&mut desired.slots);
         desired.canary_route = match stage {
+            _ if self.canary().is_none() => None,
             Stage::TakingOver => None,
             Stage::Matching => Some(CanaryRoute {
                 weight: 0,
-                traffic_match: self.canary.traffic_match.clone(),
+                traffic_match: self.canary().and_then(|c| c.traffic_match.clone()),
             }),
             Stage::Stepping
             | Stage::AwaitingPromotion
@@ -123,12 +132,45 @@ impl Machine<'_> {
         desired
     }
 
+    /// The selector that moves `<svc>` to `serving`, or keeps it where it is while `serving` is
+    /// not ready to take traffic: a candidate needs every pod of its revision ready; the stable
+    /// slot, any ready pod (a candidate given up on is worse than a stable slot short of pods).
+    fn selector_for(&self, serving: Slot) -> Option<BTreeMap<String, String>> {
+        let selector = &self.world.target.selector;
+        let current = self.world.service_slot();
+        let ready = match self.world.slot(serving) {
+            _ if current == Some(serving) => true,
+            Some(view) if serving == self.stable() => {
+                view.ready_replicas > 0 && view.revision == self.s.stable_revision
+            }
+            Some(_) => self.candidate_ready(),
+            None => false,
+        };
+        if ready {
+            Some(revision::slot_selector(selector, serving))
+        } else {
+            current.map(|slot| revision::slot_selector(selector, slot))
+        }
+    }
+
+    /// Whatever the stage asks, the slot `<svc>` selects (as read back) keeps its replicas: it is
+    /// serving.
+    fn keep_the_selected_slot_up(&self, slots: &mut [SlotSpec]) {
+        let Some(selected) = self.world.service_slot() else {
+            return;
+        };
+        let observed = self.world.slot(selected).map_or(0, |v| v.replicas);
+        for spec in slots.iter_mut().filter(|s| s.slot == selected) {
+            spec.replicas = spec.replicas.max(observed);
+        }
+    }
+
     pub(super) fn requeue_after(&self) -> Duration {
         match self.s.stage {
-            Some(Stage::Matching | Stage::Stepping | Stage::AwaitingPromotion) => {
+            stage if analysing(stage) => {
                 let check = next_check_at(self.plan, &self.s);
                 let step_end = self.s.stage_started_at.and_then(|at| {
-                    Some(at + chrono::Duration::from_std(self.canary.step_interval).ok()?)
+                    Some(at + chrono::Duration::from_std(self.stage_length()?).ok()?)
                 });
                 let next = [check, step_end]
                     .into_iter()
@@ -147,13 +189,27 @@ impl Machine<'_> {
                 None => IDLE,
             },
             Some(
-                Stage::PromotingSwitch
+                Stage::PromotingScale
+                | Stage::PromotingSwitch
                 | Stage::PromotingDrain
                 | Stage::RollingBack
                 | Stage::RollingBackScaleDown
                 | Stage::Superseding,
             ) => FAST_POLL,
             _ => POLL,
+        }
+    }
+}
+
+impl Machine<'_> {
+    /// How long the current analysing stage lasts at least.
+    fn stage_length(&self) -> Option<Duration> {
+        match (self.s.stage, self.canary(), self.blue_green()) {
+            (Some(Stage::Previewing), _, Some(bg)) => Some(bg.preview_duration),
+            (Some(Stage::Verifying), _, Some(bg)) => Some(bg.post_switch_duration),
+            (Some(Stage::AwaitingPromotion), _, Some(_)) => None,
+            (_, Some(canary), _) => Some(canary.step_interval),
+            _ => None,
         }
     }
 }

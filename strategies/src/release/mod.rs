@@ -7,13 +7,17 @@
 //! canary weight is observed at zero, a promotion drains the canary weight only once the Service is
 //! observed on the candidate. A restarted controller resumes from the status alone.
 
+mod blue_green;
 mod canary;
 mod desired;
 mod handback;
+mod machine;
 mod report;
 mod revision;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_blue_green;
 #[cfg(test)]
 mod tests_properties;
 
@@ -31,7 +35,8 @@ use crate::status::{RolloutStatus, Slot, Stage};
 pub use handback::{HandBack, hand_back};
 pub use report::{conditions_for_invalid, invalid_spec_status};
 pub use revision::{
-    REVISION_ANNOTATION, SLOT_LABEL, canonical_json, slot_selector, slot_template, template_hash,
+    REVISION_ANNOTATION, SLOT_LABEL, VERSION_LABEL, canonical_json, slot_selector, slot_template,
+    template_hash,
 };
 
 /// A manual command, as written into the Rollout (see the controller's docs for the annotation).
@@ -200,11 +205,19 @@ pub struct Decision {
 /// Whether an analysis check is due now: the controller runs the queries and passes the outcome
 /// in [`World::check`].
 pub fn analysis_due(plan: &ReleasePlan, status: &RolloutStatus, now: DateTime<Utc>) -> bool {
-    let analysing = matches!(
-        status.stage,
-        Some(Stage::Matching | Stage::Stepping | Stage::AwaitingPromotion)
-    );
-    analysing && next_check_at(plan, status).is_some_and(|at| now >= at)
+    machine::analysing(status.stage) && next_check_at(plan, status).is_some_and(|at| now >= at)
+}
+
+/// Time between checks: the analysis interval, and half of it after a blue/green switch, where
+/// every user is on the candidate, so that a regression there is switched back within one
+/// interval of showing up. The query window stays the interval.
+fn check_cadence(plan: &ReleasePlan, stage: Option<Stage>) -> Duration {
+    let interval = plan.analysis.interval;
+    if stage == Some(Stage::Verifying) {
+        (interval / 2).max(Duration::from_secs(1)).min(interval)
+    } else {
+        interval
+    }
 }
 
 fn next_check_at(plan: &ReleasePlan, status: &RolloutStatus) -> Option<DateTime<Utc>> {
@@ -212,19 +225,13 @@ fn next_check_at(plan: &ReleasePlan, status: &RolloutStatus) -> Option<DateTime<
         (Some(stage), Some(check)) => stage.max(check),
         (stage, check) => stage.or(check)?,
     };
-    Some(since + chrono::Duration::from_std(plan.analysis.interval).ok()?)
+    let cadence = check_cadence(plan, status.stage);
+    Some(since + chrono::Duration::from_std(cadence).ok()?)
 }
 
 /// The one entry point: the next decision.
 pub fn reconcile(plan: &ReleasePlan, status: &RolloutStatus, world: &World) -> Decision {
-    match &plan.strategy {
-        StrategyPlan::Canary(canary) => canary::reconcile(plan, canary, status, world),
-        StrategyPlan::BlueGreen(_) => report::not_built(
-            status,
-            world,
-            "spec.strategy.blueGreen: blue/green releases are not built yet; use canary",
-        ),
-    }
+    machine::reconcile(plan, status, world)
 }
 
 /// The variables a check's queries are rendered with.

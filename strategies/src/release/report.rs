@@ -3,8 +3,8 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{Decision, Desired, World};
-use crate::plan::CanaryPlan;
+use super::World;
+use crate::plan::StrategyPlan;
 use crate::status::{
     CONDITION_PROGRESSING, CONDITION_PROMOTED, CONDITION_READY, Condition, ConditionStatus, Phase,
     REASON_INVALID_SPEC, RolloutStatus, Slot, Stage,
@@ -46,6 +46,8 @@ fn stage_name(stage: Stage) -> &'static str {
         Stage::Matching => "Matching",
         Stage::Stepping => "Stepping",
         Stage::AwaitingPromotion => "AwaitingPromotion",
+        Stage::Previewing => "Previewing",
+        Stage::Verifying => "Verifying",
         Stage::PromotingScale | Stage::PromotingSwitch | Stage::PromotingDrain => "Promoting",
         Stage::RollingBack | Stage::RollingBackScaleDown => "RollingBack",
         Stage::Superseding => "Superseding",
@@ -53,17 +55,35 @@ fn stage_name(stage: Stage) -> &'static str {
 }
 
 /// Phase, message and conditions for the stage the machine reached.
-pub fn finish(s: &mut RolloutStatus, canary: &CanaryPlan, world: &World, target_revision: &str) {
+pub fn finish(
+    s: &mut RolloutStatus,
+    strategy: &StrategyPlan,
+    world: &World,
+    target_revision: &str,
+) {
     let stage = s.stage.unwrap_or(Stage::TakingOver);
     let stable = s.stable_slot.unwrap_or(Slot::Blue);
     let candidate = stable.other();
     let candidate_revision = s.candidate_revision.clone().unwrap_or_default();
-    let steps = canary.steps.len();
     let check = s
         .last_check_summary
         .clone()
         .map(|c| format!(", {c}"))
         .unwrap_or_default();
+    let (steps, blue_green) = match strategy {
+        StrategyPlan::Canary(canary) => (canary.steps.len(), None),
+        StrategyPlan::BlueGreen(blue_green) => (0, Some(blue_green)),
+    };
+    let progressing = if s.paused {
+        Phase::Paused
+    } else {
+        Phase::Progressing
+    };
+    let or_first_check = if check.is_empty() {
+        ", waiting for the first check".to_string()
+    } else {
+        check.clone()
+    };
     let full = s.replicas.unwrap_or(world.target.replicas);
     let ready = |slot: Slot| world.slot(slot).map(|v| v.ready_replicas).unwrap_or(0);
     let held = if s.paused { " (paused)" } else { "" };
@@ -95,39 +115,45 @@ pub fn finish(s: &mut RolloutStatus, canary: &CanaryPlan, world: &World, target_
             (phase, message)
         }
         Stage::Starting => (
-            if s.paused {
-                Phase::Paused
-            } else {
-                Phase::Progressing
-            },
+            progressing,
             format!(
                 "starting {candidate_revision} on {candidate}: {}/{full} ready{held}",
                 ready(candidate)
             ),
         ),
         Stage::Matching => (
-            if s.paused {
-                Phase::Paused
-            } else {
-                Phase::Progressing
-            },
+            progressing,
             format!("match phase: matching requests go to {candidate}{check}{held}"),
         ),
         Stage::Stepping => (
-            if s.paused {
-                Phase::Paused
-            } else {
-                Phase::Progressing
-            },
+            progressing,
             format!(
-                "step {}/{steps}: {}% to {candidate}{}{held}",
+                "step {}/{steps}: {}% to {candidate}{or_first_check}{held}",
                 s.step.unwrap_or(0),
                 s.canary_weight.unwrap_or(0),
-                if check.is_empty() {
-                    ", waiting for the first check".to_string()
-                } else {
-                    check.clone()
-                }
+            ),
+        ),
+        Stage::Previewing => (
+            progressing,
+            format!(
+                "previewing {candidate_revision} on {candidate} for {}{or_first_check}{held}",
+                blue_green
+                    .map_or_else(String::new, |b| crate::duration::format(b.preview_duration))
+            ),
+        ),
+        Stage::AwaitingPromotion if blue_green.is_some() => (
+            Phase::Paused,
+            format!(
+                "preview of {candidate_revision} on {candidate} passed{check}; waiting for promote to switch"
+            ),
+        ),
+        Stage::Verifying => (
+            progressing,
+            format!(
+                "switched to {candidate}, verifying {candidate_revision} for {}{or_first_check}{held}",
+                blue_green.map_or_else(String::new, |b| crate::duration::format(
+                    b.post_switch_duration
+                ))
             ),
         ),
         Stage::AwaitingPromotion => (
@@ -280,14 +306,4 @@ pub fn conditions_for_invalid(
         Some(generation),
     );
     conditions
-}
-
-/// A strategy that is not built: reported like an invalid spec, touching nothing.
-pub fn not_built(status: &RolloutStatus, world: &World, problem: &str) -> Decision {
-    Decision {
-        status: invalid_spec_status(status, world.now, world.generation, problem),
-        desired: Desired::default(),
-        notes: Vec::new(),
-        requeue_after: std::time::Duration::from_secs(300),
-    }
 }

@@ -11,6 +11,9 @@ use crate::status::Slot;
 pub const SLOT_LABEL: &str = "sluice.dev/slot";
 /// Annotation on a slot Deployment naming the revision it runs.
 pub const REVISION_ANNOTATION: &str = "sluice.dev/revision";
+/// Pod label carrying the revision, so that dashboards and people can tell blue from green (the
+/// seed's Deployments label their versions the same way).
+pub const VERSION_LABEL: &str = "version";
 
 /// JSON with object keys sorted at every depth and no insignificant whitespace: the same template
 /// gives the same text whatever order a client or a library wrote its keys in (Flagger hashed a
@@ -60,8 +63,15 @@ pub fn template_hash(template: &Value) -> String {
     format!("{:010x}", hash >> 24)
 }
 
-/// The pod template a slot runs for a revision: the user's template with the slot label added.
-pub fn slot_template(target_template: &Value, slot: Slot) -> Value {
+/// The pod template a slot runs for a revision: the user's template with the slot label added, and
+/// the `version` label set to the revision, unless the user's selector selects on `version` (then
+/// the pods must keep the user's value to match it).
+pub fn slot_template(
+    target_template: &Value,
+    target_selector: &BTreeMap<String, String>,
+    slot: Slot,
+) -> Value {
+    let revision = template_hash(target_template);
     let mut template = target_template.clone();
     if !template.is_object() {
         template = Value::Object(Default::default());
@@ -88,6 +98,9 @@ pub fn slot_template(target_template: &Value, slot: Slot) -> Value {
         }
         if let Some(labels) = labels.as_object_mut() {
             labels.insert(SLOT_LABEL.into(), Value::String(slot.as_str().into()));
+            if !target_selector.contains_key(VERSION_LABEL) {
+                labels.insert(VERSION_LABEL.into(), Value::String(revision));
+            }
         }
     }
     template
@@ -123,14 +136,22 @@ mod tests {
     }
 
     #[test]
-    fn slots_add_their_label_and_keep_the_users() {
-        let template = json!({"metadata": {"labels": {"app": "reporting"}}, "spec": {}});
-        let blue = slot_template(&template, Slot::Blue);
+    fn slots_add_their_label_and_the_revision_and_keep_the_users() {
+        let template =
+            json!({"metadata": {"labels": {"app": "reporting", "version": "v1"}}, "spec": {}});
+        let selector = BTreeMap::from([("app".to_string(), "reporting".to_string())]);
+        let blue = slot_template(&template, &selector, Slot::Blue);
         assert_eq!(
             blue["metadata"]["labels"],
-            json!({"app": "reporting", "sluice.dev/slot": "blue"})
+            json!({"app": "reporting", "sluice.dev/slot": "blue", "version": template_hash(&template)})
         );
-        let selector = BTreeMap::from([("app".to_string(), "reporting".to_string())]);
+        let mut by_version = selector.clone();
+        by_version.insert("version".into(), "v1".into());
+        assert_eq!(
+            slot_template(&template, &by_version, Slot::Blue)["metadata"]["labels"]["version"],
+            "v1",
+            "a selector on version keeps the user's value, or the pods would not match it"
+        );
         assert_eq!(
             slot_selector(&selector, Slot::Green)
                 .get(SLOT_LABEL)
@@ -138,7 +159,7 @@ mod tests {
             Some("green")
         );
         assert_eq!(
-            slot_template(&json!({}), Slot::Green)["metadata"]["labels"][SLOT_LABEL],
+            slot_template(&json!({}), &selector, Slot::Green)["metadata"]["labels"][SLOT_LABEL],
             "green"
         );
     }

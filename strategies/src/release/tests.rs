@@ -1,4 +1,4 @@
-//! Scenario tests of the canary machine against a simulated world that does what it is told.
+//! Scenario tests of the canary machine (and the simulated world blue/green's tests share) against a simulated world that does what it is told.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -25,7 +25,7 @@ pub(super) fn plan(extra: Value) -> ReleasePlan {
     crate::plan::resolve(&spec, &Presets::embedded().expect("presets load")).expect("resolves")
 }
 
-fn merge(base: &mut Value, extra: Value) {
+pub(super) fn merge(base: &mut Value, extra: Value) {
     match (base, extra) {
         (Value::Object(base), Value::Object(extra)) => {
             for (key, value) in extra {
@@ -129,6 +129,11 @@ impl Sim {
         }
     }
 
+    /// The decision for the world as it is now, without applying it.
+    pub fn reconcile_now(&self) -> Decision {
+        reconcile(&self.plan, &self.status, &self.world)
+    }
+
     pub fn release(&mut self, image: &str) {
         self.world.target.template = template(image);
     }
@@ -138,6 +143,10 @@ impl Sim {
             verb,
             nonce: nonce.into(),
         });
+    }
+
+    pub fn message(&self) -> String {
+        self.status.message.clone().unwrap_or_default()
     }
 
     pub fn stage(&self) -> Stage {
@@ -395,13 +404,7 @@ fn abort_and_pause() {
     assert_eq!((sim.stage(), sim.weight()), (Stage::RollingBack, 0));
     sim.run_until(Stage::Steady, 1, Verdict::Pass, 5);
     assert_eq!(sim.status.phase, Phase::RolledBack);
-    assert!(
-        sim.status
-            .message
-            .clone()
-            .unwrap()
-            .contains("aborted by command")
-    );
+    assert!(sim.message().contains("aborted by command"));
 }
 
 #[test]
@@ -450,7 +453,7 @@ fn unreachable_prometheus_never_promotes_and_says_why() {
     }
     sim.run_until(Stage::Steady, 1, Verdict::Pass, 5);
     assert_eq!(sim.status.phase, Phase::RolledBack);
-    assert!(sim.status.message.clone().unwrap().contains("errorLimit 2"));
+    assert!(sim.message().contains("errorLimit 2"));
 }
 
 #[test]
@@ -474,4 +477,34 @@ fn requeue_follows_the_next_due_check() {
     sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
     let decision = sim.tick(20, Verdict::Pass);
     assert_eq!(decision.requeue_after, Duration::from_secs(40));
+}
+
+#[test]
+fn abort_gives_up_the_revision_the_target_asks_for_even_one_not_started_yet() {
+    let mut sim = Sim::taken_over(plan(json!({})));
+    sim.release("erp/reporting:1.1");
+    sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
+    sim.release("erp/reporting:1.2");
+    sim.command(CommandVerb::Abort, "a");
+    sim.tick(1, Verdict::Pass);
+    sim.run_until(Stage::Steady, 1, Verdict::Pass, 5);
+    let newest = template_hash(&template("erp/reporting:1.2"));
+    assert_eq!(sim.status.phase, Phase::RolledBack);
+    assert_eq!(
+        sim.status.rolled_back_revision.as_deref(),
+        Some(newest.as_str())
+    );
+    sim.tick(600, Verdict::Pass);
+    assert_eq!(sim.stage(), Stage::Steady, "not started until retry");
+
+    sim.release("erp/reporting:1.3");
+    sim.command(CommandVerb::Abort, "b");
+    sim.tick(1, Verdict::Pass);
+    assert_eq!(
+        (sim.stage(), sim.status.phase),
+        (Stage::Steady, Phase::RolledBack)
+    );
+    sim.command(CommandVerb::Retry, "c");
+    sim.tick(1, Verdict::Pass);
+    assert_eq!(sim.stage(), Stage::Starting);
 }

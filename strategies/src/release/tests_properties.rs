@@ -1,5 +1,6 @@
-//! Properties of the canary machine over arbitrary sequences of time, verdicts, commands, new
-//! revisions and a world that applies what it is told late or not at all.
+//! Properties of the release machine, canary and blue/green, over arbitrary sequences of time,
+//! verdicts, commands, new revisions, pods losing readiness, and a world that applies what it is
+//! told late or not at all.
 
 use proptest::prelude::*;
 use serde_json::json;
@@ -15,6 +16,10 @@ enum Act {
     Release(u8),
     /// The controller's writes fail this time: nothing desired reaches the world.
     Lost(i64),
+    /// A slot's pods are not ready when the controller looks (they come back after).
+    Unready(Slot),
+    /// Someone points the Service at a slot by hand.
+    Repoint(Slot),
 }
 
 fn act() -> impl Strategy<Value = Act> {
@@ -32,66 +37,211 @@ fn act() -> impl Strategy<Value = Act> {
         Just(CommandVerb::Resume),
         Just(CommandVerb::Retry),
     ];
+    let slot = prop_oneof![Just(Slot::Blue), Just(Slot::Green)];
     prop_oneof![
         8 => (0i64..90, verdict).prop_map(|(s, v)| Act::Wait(s, v)),
         1 => verb.prop_map(Act::Command),
         1 => (0u8..3).prop_map(Act::Release),
         2 => (0i64..30).prop_map(Act::Lost),
+        1 => slot.clone().prop_map(Act::Unready),
+        1 => slot.prop_map(Act::Repoint),
     ]
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig::with_cases(400))]
+fn canary_plan() -> ReleasePlan {
+    plan(json!({"strategy": {"canary": {"steps": [5, 20, 60]}}}))
+}
 
-    #[test]
-    fn traffic_follows_the_steps_and_never_stays_on_a_given_up_candidate(acts in prop::collection::vec(act(), 1..120)) {
-        let plan = plan(json!({"strategy": {"canary": {"steps": [5, 20, 60]}}}));
-        let steps = [5u8, 20, 60];
-        let mut sim = Sim::taken_over(plan.clone());
-        let mut nonce = 0;
-        for act in acts {
-            let lost = match act {
-                Act::Wait(secs, verdict) => { sim.world.now += chrono::Duration::seconds(secs); sim.world.check = analysis_due(&plan, &sim.status, sim.world.now).then(|| outcome(verdict)); false }
-                Act::Command(verb) => { nonce += 1; sim.world.command = Some(Command { verb, nonce: nonce.to_string() }); sim.world.check = None; false }
-                Act::Release(n) => { sim.world.target.template = template(&format!("erp/reporting:{n}")); sim.world.check = None; false }
-                Act::Lost(secs) => { sim.world.now += chrono::Duration::seconds(secs); sim.world.check = None; true }
-            };
-            let before = sim.world.clone();
-            let decision = reconcile(&plan, &sim.status, &sim.world);
-            let stable = decision.status.stable_slot.unwrap_or(Slot::Blue);
-            let candidate = stable.other();
-            let full = decision.status.replicas.unwrap_or(2);
+fn blue_green_plan() -> ReleasePlan {
+    plan(json!({
+        "strategy": {"canary": null, "blueGreen": {
+            "previewDuration": "2m", "postSwitchDuration": "1m", "scaleDownDelay": "30s"}},
+        "analysis": {"metrics": [{"name": "app-error-rate", "max": 1}]},
+    }))
+}
 
-            // Weights only ever come from the declared steps (or zero).
-            if let Some(route) = &decision.desired.canary_route {
-                prop_assert!(route.weight == 0 || steps.contains(&route.weight), "weight {} not a step", route.weight);
-            }
-            // Given up (rolling back, rolled back, aborted): no weight, the Service on stable.
-            let given_up = matches!(decision.status.stage, Some(Stage::RollingBack | Stage::RollingBackScaleDown))
-                || (decision.status.stage == Some(Stage::Steady) && decision.status.phase == Phase::RolledBack);
-            if given_up {
-                prop_assert_eq!(decision.desired.canary_route.as_ref().map(|r| r.weight), Some(0));
-                let selected = decision.desired.service_selector.as_ref().and_then(|s| s.get(SLOT_LABEL)).cloned();
-                prop_assert_eq!(selected.as_deref(), Some(stable.as_str()));
-            }
-            // The candidate loses replicas only once its weight is observed at zero.
-            let shrinking = decision.desired.slot(candidate).zip(before.slot(candidate)).is_some_and(|(d, w)| d.replicas < w.replicas);
-            let promoted_now = decision.status.stable_slot != sim.status.stable_slot;
-            if shrinking && !promoted_now {
-                prop_assert!(before.canary_weight.is_none_or(|w| w == 0), "candidate scaled down with weight {:?} on it", before.canary_weight);
-            }
-            // The Service only moves to a slot observed ready at full size.
-            let target_slot = decision.desired.service_selector.as_ref().and_then(|s| s.get(SLOT_LABEL)).cloned();
-            if let Some(slot) = target_slot.filter(|s| Some(s.as_str()) != before.service_slot().map(Slot::as_str)) {
-                let slot = if slot == "blue" { Slot::Blue } else { Slot::Green };
-                prop_assert!(before.slot(slot).is_some_and(|v| v.ready_replicas >= full), "Service moved to unready {slot}");
-            }
+fn selected_slot(desired: &Desired) -> Option<Slot> {
+    match desired.service_selector.as_ref()?.get(SLOT_LABEL)?.as_str() {
+        "blue" => Some(Slot::Blue),
+        "green" => Some(Slot::Green),
+        _ => None,
+    }
+}
 
-            sim.status = decision.status.clone();
-            sim.world.command = None;
-            if !lost {
-                sim.apply(&decision.desired);
+/// Plays `acts` on a taken-over Rollout, checking after every decision what must always hold.
+fn play(plan: &ReleasePlan, acts: Vec<Act>) -> Result<Sim, TestCaseError> {
+    let steps = [5u8, 20, 60];
+    let mut sim = Sim::taken_over(plan.clone());
+    let mut nonce = 0;
+    for act in acts {
+        let mut lost = false;
+        let mut unready = None;
+        sim.world.check = None;
+        match act {
+            Act::Wait(secs, verdict) => {
+                sim.world.now += chrono::Duration::seconds(secs);
+                sim.world.check =
+                    analysis_due(plan, &sim.status, sim.world.now).then(|| outcome(verdict));
+            }
+            Act::Command(verb) => {
+                nonce += 1;
+                sim.command(verb, &nonce.to_string());
+            }
+            Act::Release(n) => sim.world.target.template = template(&format!("erp/reporting:{n}")),
+            Act::Lost(secs) => {
+                sim.world.now += chrono::Duration::seconds(secs);
+                lost = true;
+            }
+            Act::Unready(slot) => unready = Some(slot),
+            Act::Repoint(slot) => {
+                let selector = slot_selector(&sim.world.target.selector, slot);
+                sim.world.service_selector = Some(selector);
             }
         }
+        if let Some(view) = unready.and_then(|slot| match slot {
+            Slot::Blue => sim.world.blue.as_mut(),
+            Slot::Green => sim.world.green.as_mut(),
+        }) {
+            view.ready_replicas = 0;
+        }
+        let before = sim.world.clone();
+        let decision = reconcile(plan, &sim.status, &sim.world);
+        let stable = decision.status.stable_slot.unwrap_or(Slot::Blue);
+        let candidate = stable.other();
+        let full = decision.status.replicas.unwrap_or(2);
+        let serving = before.service_slot();
+
+        // Weights only ever come from the declared steps (or zero); blue/green has none.
+        match (&plan.strategy, &decision.desired.canary_route) {
+            (StrategyPlan::BlueGreen(_), route) => prop_assert!(route.is_none()),
+            (_, Some(route)) => prop_assert!(
+                route.weight == 0 || steps.contains(&route.weight),
+                "weight {} not a step",
+                route.weight
+            ),
+            _ => {}
+        }
+        // The Service moves only to a slot with ready pods; to a candidate, only when all its
+        // pods of its revision are.
+        if let Some(slot) = selected_slot(&decision.desired).filter(|s| Some(*s) != serving) {
+            let view = before.slot(slot);
+            let ready = view.map_or(0, |v| v.ready_replicas);
+            prop_assert!(ready > 0, "Service moved to {slot} with no ready pod");
+            if slot == candidate {
+                prop_assert!(
+                    ready >= full,
+                    "Service moved to candidate {slot} at {ready}/{full}"
+                );
+                prop_assert_eq!(
+                    view.and_then(|v| v.revision.clone()),
+                    decision.status.candidate_revision.clone()
+                );
+            }
+        }
+        // The slot the Service selects is never scaled down.
+        if let Some(slot) = serving {
+            let observed = before.slot(slot).map_or(0, |v| v.replicas);
+            if let Some(spec) = decision.desired.slot(slot) {
+                prop_assert!(
+                    spec.replicas >= observed,
+                    "{slot} scaled {observed} -> {} while selected",
+                    spec.replicas
+                );
+            }
+        }
+        // Given up (rolling back, rolled back): no weight, and the Service heads to stable
+        // whenever stable has a ready pod.
+        let given_up = matches!(
+            decision.status.stage,
+            Some(Stage::RollingBack | Stage::RollingBackScaleDown)
+        ) || (decision.status.stage == Some(Stage::Steady)
+            && decision.status.phase == Phase::RolledBack);
+        if given_up {
+            if let Some(route) = &decision.desired.canary_route {
+                prop_assert_eq!(route.weight, 0);
+            }
+            if before.slot(stable).is_some_and(|v| v.ready_replicas > 0) {
+                prop_assert_eq!(selected_slot(&decision.desired), Some(stable));
+            }
+        }
+        // The candidate loses replicas only once no traffic reaches it, as read back.
+        let shrinking = decision
+            .desired
+            .slot(candidate)
+            .zip(before.slot(candidate))
+            .is_some_and(|(d, w)| d.replicas < w.replicas);
+        let promoted_now = decision.status.stable_slot != sim.status.stable_slot;
+        if shrinking && !promoted_now {
+            prop_assert!(
+                before.canary_weight.is_none_or(|w| w == 0),
+                "candidate scaled down with weight {:?} on it",
+                before.canary_weight
+            );
+            prop_assert_ne!(
+                serving,
+                Some(candidate),
+                "candidate scaled down while selected"
+            );
+        }
+
+        sim.status = decision.status.clone();
+        sim.world.command = None;
+        if !lost {
+            sim.apply(&decision.desired);
+        }
+    }
+    Ok(sim)
+}
+
+/// After `abort`, with a world that carries out what it is told, the Rollout settles with the
+/// Service on the stable slot and nothing left on the candidate.
+fn abort_ends_on_stable(plan: &ReleasePlan, acts: Vec<Act>) -> Result<(), TestCaseError> {
+    let mut sim = play(plan, acts)?;
+    let in_flight = !matches!(sim.status.stage, Some(Stage::Steady) | None);
+    sim.command(CommandVerb::Abort, "abort-at-the-end");
+    for _ in 0..20 {
+        sim.tick(1, Verdict::Pass);
+        if sim.status.stage == Some(Stage::Steady) {
+            break;
+        }
+    }
+    prop_assert_eq!(
+        sim.status.stage,
+        Some(Stage::Steady),
+        "{:?}",
+        sim.status.message
+    );
+    let stable = sim.status.stable_slot.unwrap_or(Slot::Blue);
+    prop_assert_eq!(sim.world.service_slot(), Some(stable));
+    prop_assert!(sim.world.canary_weight.is_none_or(|w| w == 0));
+    if in_flight {
+        prop_assert!(matches!(sim.status.phase, Phase::RolledBack | Phase::Ready));
+        let candidate = sim.world.slot(stable.other()).map_or(0, |v| v.replicas);
+        prop_assert_eq!(candidate, 0, "the aborted candidate is scaled down");
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn canary_traffic_follows_the_steps_and_never_stays_on_a_given_up_candidate(acts in prop::collection::vec(act(), 1..120)) {
+        play(&canary_plan(), acts)?;
+    }
+
+    #[test]
+    fn blue_green_never_selects_an_unready_slot_nor_scales_down_the_selected_one(acts in prop::collection::vec(act(), 1..120)) {
+        play(&blue_green_plan(), acts)?;
+    }
+
+    #[test]
+    fn canary_abort_always_ends_with_the_selector_on_stable(acts in prop::collection::vec(act(), 0..60)) {
+        abort_ends_on_stable(&canary_plan(), acts)?;
+    }
+
+    #[test]
+    fn blue_green_abort_always_ends_with_the_selector_on_stable(acts in prop::collection::vec(act(), 0..60)) {
+        abort_ends_on_stable(&blue_green_plan(), acts)?;
     }
 }
