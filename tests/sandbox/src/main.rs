@@ -37,7 +37,7 @@ enum Command {
         /// Seed of the traffic simulator.
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// Behaviour by image, e.g. 'reporting:2\..*=error-rate:0.3,latency-ms:400' (repeatable).
+        /// Behaviour by image, e.g. 'reporting:2\..*=error-rate:0.3,latency-ms:400,max-rps:50' (repeatable).
         #[arg(long = "image-behavior")]
         image_behaviors: Vec<ImageBehavior>,
     },

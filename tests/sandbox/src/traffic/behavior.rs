@@ -1,5 +1,6 @@
-//! What a serving pod does with a request: its error rate and latency, from
-//! its annotations or from an operator-supplied [`ImageBehavior`] override.
+//! What a serving pod does with a request: its error rate, latency and
+//! capacity, from its annotations or from an operator-supplied
+//! [`ImageBehavior`] override.
 
 use std::{
     collections::{BTreeMap, HashMap},
@@ -12,6 +13,7 @@ use super::rng::Rng;
 
 pub const ERROR_RATE: &str = "sandbox.sluice.dev/error-rate";
 pub const LATENCY_MS: &str = "sandbox.sluice.dev/latency-ms";
+pub const MAX_RPS: &str = "sandbox.sluice.dev/max-rps";
 
 const DEFAULT_LATENCY_MS: f64 = 20.0;
 /// Log-normal shape: p99 = median × exp(2.326 × 0.5) ≈ 3.2 × median.
@@ -33,7 +35,9 @@ pub enum TrafficError {
     },
     #[error("image behavior {spec:?}: entry {entry:?} is not key:value")]
     MalformedEntry { spec: String, entry: String },
-    #[error("image behavior {spec:?}: unknown key {key:?} (expected error-rate or latency-ms)")]
+    #[error(
+        "image behavior {spec:?}: unknown key {key:?} (expected error-rate, latency-ms or max-rps)"
+    )]
     UnknownKey { spec: String, key: String },
     #[error("image behavior {spec:?}: {key} value {value:?} {expected}")]
     InvalidValue {
@@ -44,7 +48,8 @@ pub enum TrafficError {
     },
 }
 
-/// Overrides for pods running a matching image: `REGEX=error-rate:0.3,latency-ms:400`.
+/// Overrides for pods running a matching image:
+/// `REGEX=error-rate:0.3,latency-ms:400,max-rps:50`.
 /// The regex is searched for anywhere in the image reference (anchor it to
 /// match the whole reference); each key is optional.
 #[derive(Debug, Clone)]
@@ -52,6 +57,7 @@ pub struct ImageBehavior {
     pub image: Regex,
     pub error_rate: Option<f64>,
     pub latency_ms: Option<f64>,
+    pub max_rps: Option<f64>,
 }
 
 impl FromStr for ImageBehavior {
@@ -73,6 +79,7 @@ impl FromStr for ImageBehavior {
             image,
             error_rate: None,
             latency_ms: None,
+            max_rps: None,
         };
         for entry in values.split(',').map(str::trim).filter(|e| !e.is_empty()) {
             let (key, value) =
@@ -100,6 +107,10 @@ impl FromStr for ImageBehavior {
                     let v = number.filter(|v| *v >= 0.0);
                     behavior.latency_ms = Some(v.ok_or_else(|| invalid("is not a duration >= 0"))?);
                 }
+                "max-rps" => {
+                    let v = number.filter(|v| *v > 0.0);
+                    behavior.max_rps = Some(v.ok_or_else(|| invalid("is not a rate > 0"))?);
+                }
                 _ => {
                     return Err(TrafficError::UnknownKey {
                         spec: err_spec(),
@@ -117,6 +128,8 @@ impl FromStr for ImageBehavior {
 pub struct PodBehavior {
     pub error_rate: f64,
     pub median_s: f64,
+    /// Requests per second the pod can serve; `None` is unlimited.
+    pub max_rps: Option<f64>,
 }
 
 impl PodBehavior {
@@ -163,13 +176,16 @@ impl Behaviors {
         let mut latency_ms = number(LATENCY_MS)
             .filter(|v| v.is_finite() && *v >= 0.0)
             .unwrap_or(DEFAULT_LATENCY_MS);
+        let mut max_rps = number(MAX_RPS).filter(|v| v.is_finite() && *v > 0.0);
         if let Some(o) = self.first_override(images).map(|i| &self.overrides[i]) {
             error_rate = o.error_rate.unwrap_or(error_rate);
             latency_ms = o.latency_ms.unwrap_or(latency_ms);
+            max_rps = o.max_rps.or(max_rps);
         }
         PodBehavior {
             error_rate,
             median_s: latency_ms / 1000.0,
+            max_rps,
         }
     }
 
@@ -214,6 +230,30 @@ mod tests {
     }
 
     #[test]
+    fn image_behavior_parses_max_rps() {
+        let b = parse("shop:v2=max-rps:12.5").unwrap();
+        assert_eq!((b.error_rate, b.max_rps), (None, Some(12.5)));
+        assert_eq!(parse("shop=latency-ms:5").unwrap().max_rps, None);
+        for bad in ["0", "-4", "ten", "inf", ""] {
+            let err = parse(&format!("shop=max-rps:{bad}")).unwrap_err();
+            assert!(
+                matches!(err, TrafficError::InvalidValue { .. }),
+                "{bad}: {err:?}"
+            );
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("max-rps value {bad:?} is not a rate > 0")),
+                "{message}"
+            );
+        }
+        let unknown = parse("shop=max-qps:3").unwrap_err().to_string();
+        assert!(
+            unknown.contains("error-rate, latency-ms or max-rps"),
+            "{unknown}"
+        );
+    }
+
+    #[test]
     fn image_behavior_errors_name_the_bad_part() {
         let cases = [
             ("no-equals", "MissingEquals", "no-equals"),
@@ -246,7 +286,8 @@ mod tests {
             none,
             PodBehavior {
                 error_rate: 0.0,
-                median_s: 0.02
+                median_s: 0.02,
+                max_rps: None
             }
         );
         let set = b.for_pod(
@@ -257,7 +298,8 @@ mod tests {
             set,
             PodBehavior {
                 error_rate: 0.25,
-                median_s: 0.15
+                median_s: 0.15,
+                max_rps: None
             }
         );
         let junk = b.for_pod(
@@ -270,6 +312,17 @@ mod tests {
                 .error_rate,
             1.0
         );
+    }
+
+    #[test]
+    fn max_rps_annotation_must_be_a_positive_number() {
+        let mut b = Behaviors::default();
+        let max_rps =
+            |b: &mut Behaviors, v: &str| b.for_pod(&annotations(&[(MAX_RPS, v)]), &[]).max_rps;
+        assert_eq!(max_rps(&mut b, " 40 "), Some(40.0));
+        for junk in ["0", "-1", "inf", "NaN", "many"] {
+            assert_eq!(max_rps(&mut b, junk), None, "{junk}");
+        }
     }
 
     #[test]
@@ -287,7 +340,8 @@ mod tests {
             v2,
             PodBehavior {
                 error_rate: 0.1,
-                median_s: 0.4
+                median_s: 0.4,
+                max_rps: None
             }
         );
         let v1 = b.for_pod(&ann, &images(&["shop:v1"]));
@@ -295,10 +349,21 @@ mod tests {
             v1,
             PodBehavior {
                 error_rate: 0.5,
-                median_s: 0.001
+                median_s: 0.001,
+                max_rps: None
             }
         );
         assert_eq!(b.for_pod(&ann, &images(&["other:v1"])).median_s, 0.03);
+
+        let mut b = Behaviors::new(vec![
+            parse(":v2$=max-rps:5").unwrap(),
+            parse(":v3$=latency-ms:1").unwrap(),
+        ]);
+        let capped = annotations(&[(MAX_RPS, "100")]);
+        let max_rps =
+            |b: &mut Behaviors, image: &str| b.for_pod(&capped, &images(&[image])).max_rps;
+        assert_eq!(max_rps(&mut b, "shop:v2"), Some(5.0));
+        assert_eq!(max_rps(&mut b, "shop:v3"), Some(100.0));
     }
 
     #[test]
@@ -307,6 +372,7 @@ mod tests {
         let pod = PodBehavior {
             error_rate: 0.1,
             median_s: 0.2,
+            max_rps: None,
         };
         let samples: Vec<(u16, f64)> = (0..20_000).map(|_| pod.sample(&mut rng)).collect();
         let errors = samples.iter().filter(|(s, _)| *s >= 500).count();

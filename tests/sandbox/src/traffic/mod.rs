@@ -3,10 +3,12 @@
 //! Each `advance` turns the rps annotations found in a [`ClusterView`] into
 //! an exact number of requests, routes each one the way ingress-nginx would
 //! (canary Ingresses included), lets the serving pod's configured behaviour
-//! pick a status and latency, and records the same metrics ingress-nginx and
-//! a typical instrumented app would export.
+//! (capacity included, see [`capacity`]) pick a status and latency, and
+//! records the same metrics ingress-nginx and a typical instrumented app
+//! would export.
 
 pub mod behavior;
+pub mod capacity;
 pub mod k8s;
 pub mod metrics;
 pub mod rng;
@@ -23,7 +25,8 @@ use serde_json::Value;
 
 use behavior::{Behaviors, PodBehavior};
 pub use behavior::{ImageBehavior, TrafficError};
-use metrics::{Metrics, NginxLabels, PodSeriesId, RouteId};
+use capacity::Capacity;
+use metrics::{Metrics, NginxLabels, PodSeriesId, RouteId, ServiceSeriesId};
 use rng::Rng;
 use routing::{Backend, CanaryPolicy, Ingress, RegexCache, Verdict};
 use source::{Carry, RequestAttr};
@@ -59,6 +62,25 @@ pub struct ClusterView {
 struct Endpoint {
     series: PodSeriesId,
     behavior: PodBehavior,
+    /// Requests routed to it in this step, counted only for a capped pod.
+    arrivals: u64,
+}
+
+/// Who sent a request, for the metrics recorded besides the serving pod's.
+#[derive(Clone, Copy)]
+enum Client {
+    Ingress(RouteId),
+    Service(ServiceSeriesId),
+}
+
+/// A request to a capped pod, routed and sampled but not yet recorded: it
+/// fails if the pod turns out to be overloaded once the step's arrivals are
+/// all known.
+struct Deferred {
+    slot: u32,
+    client: Client,
+    status: u16,
+    latency: f64,
 }
 
 /// Per-`advance` indexes over the view, restricted to the namespaces that
@@ -72,6 +94,7 @@ struct StepIndex<'v> {
     sets: Vec<Vec<u32>>,
     endpoints: Vec<Endpoint>,
     endpoint_of_pod: HashMap<(&'v str, &'v str), u32>,
+    deferred: Vec<Deferred>,
 }
 
 impl<'v> StepIndex<'v> {
@@ -84,6 +107,7 @@ impl<'v> StepIndex<'v> {
             sets: Vec::new(),
             endpoints: Vec::new(),
             endpoint_of_pod: HashMap::new(),
+            deferred: Vec::new(),
         };
         for svc in &view.services {
             let ns = k8s::namespace(svc);
@@ -125,6 +149,7 @@ struct CanaryPlan<'v> {
 pub struct TrafficEngine {
     rng: Rng,
     behaviors: Behaviors,
+    capacity: Capacity,
     regexes: RegexCache,
     carries: HashMap<(String, usize, usize), Carry>,
     metrics: Metrics,
@@ -137,6 +162,7 @@ impl TrafficEngine {
         Self {
             rng: Rng::new(seed),
             behaviors: Behaviors::new(image_behaviors),
+            capacity: Capacity::new(seed),
             regexes: RegexCache::default(),
             carries: HashMap::new(),
             metrics: Metrics::default(),
@@ -148,6 +174,7 @@ impl TrafficEngine {
     /// Simulate `elapsed` of traffic against `view` and record it.
     pub fn advance(&mut self, view: &ClusterView, elapsed: Duration) {
         self.generation += 1;
+        self.capacity.step(elapsed);
         let ingress_sources: Vec<(&Value, f64)> = view
             .ingresses
             .iter()
@@ -172,6 +199,7 @@ impl TrafficEngine {
             for (service, rate) in service_sources {
                 self.run_service(&mut index, service, rate, elapsed);
             }
+            self.settle(&mut index);
         }
         // Sources that vanished start from scratch if they come back.
         let generation = self.generation;
@@ -252,10 +280,11 @@ impl TrafficEngine {
                         c.policy.weight_hits(roll)
                     })
                 });
-                match &canary {
-                    Some(c) if to_canary => self.serve(index, c.set, Some(c.route)),
-                    _ => self.serve(index, main, Some(main_route)),
-                }
+                let (set, route) = match &canary {
+                    Some(c) if to_canary => (c.set, c.route),
+                    _ => (main, main_route),
+                };
+                self.serve(index, set, |_| Client::Ingress(route));
             }
         }
     }
@@ -305,10 +334,25 @@ impl TrafficEngine {
         if n == 0 {
             return;
         }
-        if let Some(set) = self.selected_set(index, k8s::namespace(obj), name) {
+        let namespace = k8s::namespace(obj);
+        let Some(set) = self.selected_set(index, namespace, name) else {
+            // What a client of a Service without endpoints sees (a refused
+            // connection or a timeout) is modelled as a 503.
+            let series = self.metrics.service(namespace, name, None);
             for _ in 0..n {
-                self.serve(index, set, None);
+                self.metrics.record_service(series, 503);
             }
+            return;
+        };
+        let series: Vec<ServiceSeriesId> = index.sets[set]
+            .iter()
+            .map(|&slot| {
+                let pod = index.endpoints[slot as usize].series;
+                self.metrics.service(namespace, name, Some(pod))
+            })
+            .collect();
+        for _ in 0..n {
+            self.serve(index, set, |position| Client::Service(series[position]));
         }
     }
 
@@ -368,18 +412,60 @@ impl TrafficEngine {
         Endpoint {
             series: self.metrics.pod(&pod.namespace, &pod.name),
             behavior: self.behaviors.for_pod(&pod.annotations, &pod.images),
+            arrivals: 0,
         }
     }
 
     /// One request served by a pod drawn uniformly from `set`, which the
-    /// callers guarantee is non-empty.
-    fn serve(&mut self, index: &StepIndex<'_>, set: usize, route: Option<RouteId>) {
+    /// callers guarantee is non-empty; `client` names the sender given the
+    /// pod's position in `set`.
+    fn serve(&mut self, index: &mut StepIndex<'_>, set: usize, client: impl Fn(usize) -> Client) {
         let members = &index.sets[set];
-        let pod = &index.endpoints[members[self.rng.below(members.len() as u64) as usize] as usize];
+        let position = self.rng.below(members.len() as u64) as usize;
+        let slot = members[position];
+        let pod = &mut index.endpoints[slot as usize];
         let (status, latency) = pod.behavior.sample(&mut self.rng);
-        self.metrics.record_pod(pod.series, status, latency);
-        if let Some(route) = route {
-            self.metrics.record_nginx(route, status, latency);
+        let client = client(position);
+        if pod.behavior.max_rps.is_none() {
+            self.record(pod.series, client, status, latency);
+            return;
+        }
+        pod.arrivals += 1;
+        index.deferred.push(Deferred {
+            slot,
+            client,
+            status,
+            latency,
+        });
+    }
+
+    /// Decides the requests to capped pods once every source of the step has
+    /// been routed (see [`capacity`] for why not as they arrive).
+    fn settle(&mut self, index: &mut StepIndex<'_>) {
+        let mut overflow = vec![0.0; index.endpoints.len()];
+        for (share, pod) in overflow.iter_mut().zip(&index.endpoints) {
+            if let Some(max_rps) = pod.behavior.max_rps
+                && pod.arrivals > 0
+            {
+                *share = self.capacity.overflow(pod.series, max_rps, pod.arrivals);
+            }
+        }
+        for request in std::mem::take(&mut index.deferred) {
+            let slot = request.slot as usize;
+            let (status, latency) = match self.capacity.reject(overflow[slot]) {
+                Some(latency) => (503, latency),
+                None => (request.status, request.latency),
+            };
+            let pod = index.endpoints[slot].series;
+            self.record(pod, request.client, status, latency);
+        }
+    }
+
+    fn record(&mut self, pod: PodSeriesId, client: Client, status: u16, latency: f64) {
+        self.metrics.record_pod(pod, status, latency);
+        match client {
+            Client::Ingress(route) => self.metrics.record_nginx(route, status, latency),
+            Client::Service(series) => self.metrics.record_service(series, status),
         }
     }
 }

@@ -7,6 +7,8 @@ use serde_json::json;
 use super::metrics::{Sample, parse_exposition};
 use super::*;
 
+mod blue_green;
+
 const CANARY_UPSTREAM: &str = "prod-shop-canary-80";
 
 fn a(key: &str) -> String {
