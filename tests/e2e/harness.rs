@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Service};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Client, CustomResourceExt};
 use serde_json::{Value, json};
 use sluice::ControllerConfig;
@@ -59,6 +59,8 @@ pub struct Setup {
     pub seed: u64,
     /// `sandbox.sluice.dev/request-headers` on the user's Ingress.
     pub request_headers: Option<&'static str>,
+    /// Requests per second per path through the user's Ingress (None: no ingress traffic).
+    pub ingress_rps: Option<u32>,
 }
 
 impl Default for Setup {
@@ -67,6 +69,7 @@ impl Default for Setup {
             prometheus: true,
             seed: 7,
             request_headers: None,
+            ingress_rps: Some(60),
         }
     }
 }
@@ -170,7 +173,7 @@ pub fn promoted(rollout: &Rollout, revision: &str) -> bool {
 impl Env {
     /// A sandbox with the CRD, namespace erp-system, Deployment reporting (2 replicas, ready
     /// 300ms after start) and reporting-service from the fixture, ready, then erp-ingress with
-    /// 60 requests per second per path.
+    /// `setup.ingress_rps` requests per second per path.
     pub async fn start(setup: Setup) -> Env {
         let config = SandboxConfig {
             prometheus: setup.prometheus,
@@ -180,6 +183,10 @@ impl Env {
                     .parse()
                     .expect("valid"),
                 "erp/reporting:.*-slow=latency-ms:900"
+                    .parse()
+                    .expect("valid"),
+                // Passes a preview's light traffic, fails under all of reporting's.
+                "erp/reporting:.*-fragile=max-rps:12"
                     .parse()
                     .expect("valid"),
             ],
@@ -210,7 +217,9 @@ impl Env {
         // Traffic starts only once reporting is ready: no 503 before sluice is even there.
         let mut ingress = fixture("Ingress", INGRESS);
         let annotations = &mut ingress["metadata"]["annotations"];
-        annotations["sandbox.sluice.dev/rps"] = json!("60");
+        if let Some(rps) = setup.ingress_rps {
+            annotations["sandbox.sluice.dev/rps"] = json!(rps.to_string());
+        }
         if let Some(headers) = setup.request_headers {
             annotations["sandbox.sluice.dev/request-headers"] = json!(headers);
         }
@@ -282,6 +291,19 @@ impl Env {
             .create(&PostParams::default(), &rollout)
             .await
             .expect("Rollout created");
+    }
+
+    /// Deletes the Rollout and waits until the hand-back let it go.
+    pub async fn delete_rollout(&self) {
+        let rollouts = self.rollouts();
+        rollouts
+            .delete(APP, &DeleteParams::default())
+            .await
+            .expect("the Rollout is deleted");
+        eventually(secs(30), "the Rollout gone", || async {
+            rollouts.get_opt(APP).await.ok()?.is_none().then_some(())
+        })
+        .await;
     }
 
     pub async fn rollout(&self) -> Rollout {
@@ -399,6 +421,17 @@ impl Env {
         sluice_strategies::release::template_hash(&template)
     }
 
+    /// Sends `rps` requests per second straight to Service `name` (`sandbox.sluice.dev/rps`).
+    pub async fn send_to_service(&self, name: &str, rps: u32) {
+        let services: Api<Service> = Api::namespaced(self.client.clone(), NS);
+        let patch =
+            json!({"metadata": {"annotations": {"sandbox.sluice.dev/rps": rps.to_string()}}});
+        services
+            .patch(name, &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .unwrap_or_else(|e| panic!("Service {name} annotated: {e}"));
+    }
+
     pub fn history(&self) -> History {
         History::new(self.sandbox.store().history())
     }
@@ -416,8 +449,14 @@ impl Env {
 
 /// `nginx_ingress_controller_requests` samples of the metrics text: labels and value.
 pub fn ingress_requests(text: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
+    samples(text, "nginx_ingress_controller_requests")
+}
+
+/// The samples of one metric in the metrics text: labels and value.
+pub fn samples(text: &str, metric: &str) -> Vec<(std::collections::BTreeMap<String, String>, f64)> {
+    let prefix = format!("{metric}{{");
     text.lines()
-        .filter_map(|line| line.strip_prefix("nginx_ingress_controller_requests{"))
+        .filter_map(|line| line.strip_prefix(prefix.as_str()))
         .filter_map(|rest| {
             let (labels, value) = rest.rsplit_once("} ")?;
             Some((parse_labels(labels), value.trim().parse().ok()?))

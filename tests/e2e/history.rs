@@ -54,6 +54,32 @@ impl History {
             .collect()
     }
 
+    /// Every change of the slot a Service selects: (resourceVersion, time, slot), in order.
+    pub fn selector_slots(
+        &self,
+        service: &str,
+    ) -> Vec<(u64, chrono::DateTime<chrono::Utc>, String)> {
+        let (group, plural) = key("Service");
+        let mut changes: Vec<(u64, chrono::DateTime<chrono::Utc>, String)> = Vec::new();
+        for e in &self.events {
+            if e.resource.0 != group
+                || e.resource.1 != plural
+                || e.namespace != NS
+                || e.name != service
+            {
+                continue;
+            }
+            let slot = e.object["spec"]["selector"]["sluice.dev/slot"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            if changes.last().is_none_or(|(_, _, last)| *last != slot) {
+                changes.push((e.resource_version, e.time, slot));
+            }
+        }
+        changes
+    }
+
     /// Whether any object of this kind and name was ever written in erp-system.
     pub fn ever(&self, kind: &str, name: &str) -> bool {
         !self.of(kind, name).is_empty()

@@ -5,13 +5,13 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, DeleteParams, ListParams};
+use kube::api::{Api, ListParams};
 use serde_json::{Value, json};
 use sluice_sandbox::faults::{FaultAction, FaultRule, Verb};
 use sluice_strategies::status::{CONDITION_READY, ConditionStatus, Phase, Stage};
 
 use crate::harness::{
-    self, APP, CANARY_INGRESS, CANARY_SERVICE, Env, NS, SERVICE, Setup, bounded, condition, create,
+    APP, CANARY_INGRESS, CANARY_SERVICE, Env, NS, SERVICE, Setup, bounded, condition, create,
     fast_deployment, fixture, ingress_requests, phase, promoted, secs, status,
 };
 
@@ -257,15 +257,7 @@ async fn deleting_a_rollout_hands_traffic_back_without_a_503() {
         tokio::time::sleep(secs(2)).await;
 
         let deleted = env.sandbox.store().resource_version();
-        env.rollouts()
-            .delete(APP, &DeleteParams::default())
-            .await
-            .expect("the Rollout is deleted");
-        let rollouts = env.rollouts();
-        harness::eventually(secs(30), "the Rollout gone", || async {
-            rollouts.get_opt(APP).await.ok()?.is_none().then_some(())
-        })
-        .await;
+        env.delete_rollout().await;
         let deployments = env.deployments();
         let services: Api<Service> = Api::namespaced(env.client.clone(), NS);
         let ingresses: Api<Ingress> = Api::namespaced(env.client.clone(), NS);
