@@ -38,6 +38,8 @@ pub struct Target<'a> {
     pub deployment: &'a Deployment,
     pub service: Option<&'a Service>,
     pub ingress: Option<&'a Ingress>,
+    /// Canary Ingresses left from a canary spec (see `Desired::remove_canary_route`).
+    pub leftover_canaries: &'a [std::sync::Arc<Ingress>],
     pub observed_slots: [Option<i32>; 2],
 }
 
@@ -76,6 +78,9 @@ pub async fn write(client: &kube::Client, t: &Target<'_>, desired: &Desired) -> 
     }
     if let Some(route) = &desired.canary_route {
         apply_canary_ingress(client, t, route).await?;
+    }
+    if desired.remove_canary_route {
+        remove_leftover_canaries(client, t).await?;
     }
     for slot in shrinking {
         apply_slot(client, t, slot).await?;
@@ -318,5 +323,20 @@ pub async fn scale_target(
         )
         .await
         .map_err(kube_err("scale", "Deployment", t.namespace, &name))?;
+    Ok(())
+}
+
+/// Deleting a canary Ingress sends its share back to the main one, whose Service selects a ready
+/// slot: safe at any point of a release.
+async fn remove_leftover_canaries(client: &kube::Client, t: &Target<'_>) -> Result<(), Error> {
+    let api = Api::<Ingress>::namespaced(client.clone(), t.namespace);
+    for canary in t.leftover_canaries {
+        let name = canary.name_any();
+        match api.delete(&name, &Default::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(e) => return Err(kube_err("delete", "Ingress", t.namespace, &name)(e)),
+        }
+    }
     Ok(())
 }

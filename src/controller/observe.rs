@@ -18,7 +18,10 @@ use sluice_strategies::plan::{ForeignOwner, ReleasePlan, StrategyPlan};
 use sluice_strategies::release::{REVISION_ANNOTATION, SlotView, TargetView};
 use sluice_strategies::status::Slot;
 
+use crate::crd::Rollout;
+
 pub const CANARY_WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
+const CANARY_ANNOTATION: &str = "nginx.ingress.kubernetes.io/canary";
 
 pub fn get<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<std::sync::Arc<K>>
 where
@@ -108,6 +111,8 @@ pub struct Observed {
     /// The user's Ingress (canary strategy).
     pub ingress: Option<Arc<Ingress>>,
     pub canary_ingress: Option<Arc<Ingress>>,
+    /// Canary Ingresses this Rollout wrote under a canary spec, now that it is blue/green.
+    pub leftover_canaries: Vec<Arc<Ingress>>,
     pub canary_service: Option<Arc<Service>>,
     pub blue: Option<Arc<Deployment>>,
     pub green: Option<Arc<Deployment>>,
@@ -118,9 +123,11 @@ impl Observed {
         deployments: &Store<Deployment>,
         services: &Store<Service>,
         ingresses: &Store<Ingress>,
-        namespace: &str,
+        rollout: &Rollout,
         plan: &ReleasePlan,
     ) -> Observed {
+        let namespace = rollout.namespace().unwrap_or_default();
+        let namespace = namespace.as_str();
         let ingress_name = match &plan.strategy {
             StrategyPlan::Canary(canary) => Some(canary.ingress.as_str()),
             StrategyPlan::BlueGreen(_) => None,
@@ -139,6 +146,20 @@ impl Observed {
             ),
             blue: slot(Slot::Blue),
             green: slot(Slot::Green),
+            leftover_canaries: leftover_canaries(ingresses, rollout, plan),
+        }
+    }
+
+    /// The weight the core reads back: the canary Ingress's, or for blue/green the highest of
+    /// those left from a canary spec.
+    pub fn canary_weight(&self) -> Option<u8> {
+        match &self.canary_ingress {
+            Some(canary) => Some(canary_weight(canary)),
+            None => self
+                .leftover_canaries
+                .iter()
+                .map(|i| canary_weight(i))
+                .max(),
         }
     }
 
@@ -189,4 +210,29 @@ pub fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .as_ref()?
         .iter()
         .find(|r| r.controller == Some(true))
+}
+
+/// Canary Ingresses a blue/green Rollout still owns from a canary spec. Only a Rollout whose status
+/// still carries a canary weight can have one, so the others never scan the cache.
+fn leftover_canaries(
+    ingresses: &Store<Ingress>,
+    rollout: &Rollout,
+    plan: &ReleasePlan,
+) -> Vec<Arc<Ingress>> {
+    let was_canary = rollout
+        .status
+        .as_ref()
+        .is_some_and(|s| s.canary_weight.is_some());
+    if matches!(plan.strategy, StrategyPlan::Canary(_)) || !was_canary {
+        return Vec::new();
+    }
+    let namespace = rollout.namespace();
+    let uid = rollout.uid();
+    ingresses
+        .state()
+        .into_iter()
+        .filter(|i| i.namespace() == namespace)
+        .filter(|i| controller(i.meta()).map(|o| Some(&o.uid)) == Some(uid.as_ref()))
+        .filter(|i| i.annotations().get(CANARY_ANNOTATION).map(String::as_str) == Some("true"))
+        .collect()
 }

@@ -162,7 +162,7 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         &ctx.deployments,
         &ctx.services,
         &ctx.ingresses,
-        namespace,
+        rollout,
         &plan,
     );
     let ingress_json = seen
@@ -220,7 +220,7 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         blue: seen.blue.as_deref().map(observe::slot_view),
         green: seen.green.as_deref().map(observe::slot_view),
         service_selector: service.as_deref().map(observe::service_selector),
-        canary_weight: seen.canary_ingress.as_deref().map(observe::canary_weight),
+        canary_weight: seen.canary_weight(),
         command: command.clone(),
         check: None,
     };
@@ -241,6 +241,7 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         deployment: &target,
         service: service.as_deref(),
         ingress: ingress.as_deref(),
+        leftover_canaries: &seen.leftover_canaries,
         observed_slots: [
             world.blue.as_ref().map(|s| s.replicas),
             world.green.as_ref().map(|s| s.replicas),

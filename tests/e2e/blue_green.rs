@@ -378,3 +378,65 @@ async fn blue_green_a_switch_and_a_hand_back_cause_no_503_from_missing_endpoints
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_changed_to_blue_green_mid_release_removes_its_canary_ingress_first() {
+    bounded(async {
+        let mut env = Env::start(Setup::default()).await;
+        env.create_rollout(APP, json!({})).await;
+        env.start_controller().await;
+        env.wait_taken_over().await;
+        env.send_to_service(CANARY_SERVICE, PREVIEW_RPS).await;
+        env.set_image(crate::V2).await;
+        let v2 = env.target_revision().await;
+        env.wait_canary_weight("20").await;
+
+        let changed = env
+            .rollouts()
+            .patch(
+                APP,
+                &PatchParams::default(),
+                &Patch::Merge(blue_green("auto")),
+            )
+            .await
+            .expect("the Rollout becomes blue/green")
+            .metadata
+            .resource_version
+            .and_then(|rv| rv.parse::<u64>().ok())
+            .expect("a resourceVersion");
+        env.wait_for("v2 promoted", secs(60), |r| promoted(r, &v2))
+            .await;
+
+        let history = env.history();
+        let removed = history
+            .of("Ingress", crate::harness::CANARY_INGRESS)
+            .into_iter()
+            .find(|(rv, ingress)| *rv > changed && ingress.is_null())
+            .map(|(rv, _)| rv)
+            .expect("the canary Ingress was deleted");
+        let (switched, _, _) = history
+            .selector_slots(SERVICE)
+            .into_iter()
+            .find(|(rv, _, slot)| *rv > changed && slot == "green")
+            .expect("reporting-service switched to green");
+        assert!(
+            removed < switched,
+            "canary Ingress gone at {removed}, switch at {switched}"
+        );
+        let stages: Vec<Stage> = history
+            .statuses(APP)
+            .into_iter()
+            .filter(|(rv, _)| *rv > changed)
+            .filter_map(|(_, s)| s.stage)
+            .collect();
+        let superseding = stages.iter().position(|s| *s == Stage::Superseding);
+        let previewing = stages.iter().position(|s| *s == Stage::Previewing);
+        assert!(
+            superseding.is_some() && superseding < previewing,
+            "back to stable, then a preview: {stages:?}"
+        );
+        assert_eq!(status(&env.rollout().await).canary_weight, None);
+        env.finish().await;
+    })
+    .await;
+}

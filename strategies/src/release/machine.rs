@@ -60,6 +60,11 @@ pub fn reconcile(plan: &ReleasePlan, status: &RolloutStatus, world: &World) -> D
         m.apply_check(check);
     }
     m.transition(command.as_ref());
+    if m.canary().is_none() && world.canary_weight.is_none() {
+        // Blue/green has no canary weight; one is only kept while a canary Ingress left from a
+        // canary spec is still there to be removed.
+        m.s.canary_weight = None;
+    }
     let desired = m.desired();
     let requeue_after = m.requeue_after();
     report::finish(&mut m.s, &plan.strategy, world, &m.target_revision);
@@ -223,6 +228,18 @@ impl Machine<'_> {
         if abortable && self.aborted(verb) {
             return;
         }
+        if self.stage_of_the_other_strategy() {
+            // The spec changed strategy mid-release: traffic back to stable first, then the
+            // revision starts again the new way.
+            self.enter(Stage::Superseding);
+            let message = format!(
+                "the strategy changed: {} goes back to {} first, then starts again",
+                self.s.candidate_revision.clone().unwrap_or_default(),
+                self.stable()
+            );
+            self.note("StrategyChanged", message, false);
+            return;
+        }
         match self.s.stage {
             None | Some(Stage::TakingOver) => self.take_over(),
             Some(Stage::Steady) => self.steady(verb),
@@ -329,6 +346,16 @@ impl Machine<'_> {
                 }
             }
         }
+    }
+
+    /// A stage only the other strategy has.
+    fn stage_of_the_other_strategy(&self) -> bool {
+        let canary_only = matches!(
+            self.s.stage,
+            Some(Stage::Matching | Stage::Stepping | Stage::PromotingDrain)
+        );
+        let blue_green_only = matches!(self.s.stage, Some(Stage::Previewing | Stage::Verifying));
+        (canary_only && self.canary().is_none()) || (blue_green_only && self.blue_green().is_none())
     }
 
     /// No traffic reaches the candidate any more, as read back: no canary weight, and `<svc>` on

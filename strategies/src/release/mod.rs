@@ -123,7 +123,8 @@ pub struct World {
     pub green: Option<SlotView>,
     /// The selector of Service `<svc>`; None when it does not exist.
     pub service_selector: Option<BTreeMap<String, String>>,
-    /// The weight read back from `<ingress>-canary`; None when it does not exist.
+    /// The weight read back from `<ingress>-canary`; None when it does not exist. For blue/green,
+    /// the weight of a canary Ingress left from an earlier canary spec, if one is left.
     pub canary_weight: Option<u8>,
     /// A command written into the Rollout, not yet removed.
     pub command: Option<Command>,
@@ -174,6 +175,9 @@ pub struct Desired {
     /// Slot `<svc>-canary` selects.
     pub canary_service: Option<Slot>,
     pub canary_route: Option<CanaryRoute>,
+    /// A canary Ingress this Rollout wrote under a canary spec must go (the spec is blue/green
+    /// now).
+    pub remove_canary_route: bool,
     /// `spec.replicas` of the user's Deployment.
     pub target_replicas: Option<i32>,
 }

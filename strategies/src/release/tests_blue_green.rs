@@ -314,3 +314,47 @@ fn slots_carry_the_revision_as_their_version_label() {
         decision.desired.slots[1].revision
     );
 }
+
+#[test]
+fn a_canary_changed_to_blue_green_mid_release_goes_back_to_stable_and_starts_again() {
+    let mut sim = Sim::taken_over(plan(json!({})));
+    sim.release("erp/reporting:1.1");
+    sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
+    assert_eq!(sim.world.canary_weight, Some(10));
+    sim.plan = blue_green(json!({}));
+    let decision = sim.tick(1, Verdict::Pass).clone();
+    assert_eq!(sim.stage(), Stage::Superseding);
+    assert!(
+        decision.desired.remove_canary_route,
+        "the old canary Ingress goes"
+    );
+    assert_eq!(selected(&decision), Some("blue"));
+    sim.tick(1, Verdict::Pass);
+    assert_eq!(
+        sim.stage(),
+        Stage::Superseding,
+        "until the canary Ingress is gone"
+    );
+    sim.world.canary_weight = None;
+    sim.tick(1, Verdict::Pass);
+    assert_eq!(sim.stage(), Stage::Starting);
+    assert_eq!(sim.status.canary_weight, None);
+    sim.run_until(Stage::Previewing, 1, Verdict::Pass, 5);
+}
+
+#[test]
+fn a_blue_green_changed_to_canary_after_the_switch_goes_back_to_stable_and_starts_again() {
+    let mut sim = previewing(json!({}));
+    sim.run_until(Stage::Verifying, 60, Verdict::Pass, 6);
+    sim.plan = plan(json!({}));
+    let decision = sim.tick(1, Verdict::Pass).clone();
+    assert_eq!(sim.stage(), Stage::Superseding);
+    assert_eq!(selected(&decision), Some("blue"));
+    assert_eq!(
+        replicas(&decision, Slot::Green),
+        Some(2),
+        "green serves until read back"
+    );
+    sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
+    assert_eq!(sim.weight(), 10);
+}
