@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
 use sluice_strategies::plan::{IngressRuleRef, ReleasePlan, ingress_rules_for_service};
@@ -332,9 +332,17 @@ async fn remove_leftover_canaries(client: &kube::Client, t: &Target<'_>) -> Resu
     let api = Api::<Ingress>::namespaced(client.clone(), t.namespace);
     for canary in t.leftover_canaries {
         let name = canary.name_any();
-        match api.delete(&name, &Default::default()).await {
+        // The cache can be stale: delete exactly the object seen, never a newer one of that name.
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: canary.uid(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        match api.delete(&name, &params).await {
             Ok(_) => {}
-            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
             Err(e) => return Err(kube_err("delete", "Ingress", t.namespace, &name)(e)),
         }
     }

@@ -167,13 +167,19 @@ async fn blue_green_a_healthy_release_is_previewed_then_switched() {
             (blue.spec?.replicas == Some(0)).then_some(())
         })
         .await;
-        let scaled = env
-            .history()
+        let history = env.history();
+        let succeeded = history
+            .statuses(APP)
+            .into_iter()
+            .find(|(rv, s)| *rv > since && s.phase == Phase::Succeeded)
+            .map(|(rv, _)| rv)
+            .expect("a Succeeded status");
+        let scaled = history
             .first_decrease("reporting-blue", since)
             .expect("a decrease");
         assert!(
-            scaled > switched,
-            "blue scaled down at {scaled}, after the switch at {switched}"
+            scaled > succeeded && succeeded > switched,
+            "blue kept warm through the verification: switch at {switched}, verified at {succeeded}, blue scaled down at {scaled}"
         );
 
         // Blue and green tell their revisions apart by the version label.
@@ -419,9 +425,15 @@ async fn a_canary_changed_to_blue_green_mid_release_removes_its_canary_ingress_f
             .into_iter()
             .find(|(rv, _, slot)| *rv > changed && slot == "green")
             .expect("reporting-service switched to green");
+        let restarted = history
+            .statuses(APP)
+            .into_iter()
+            .find(|(rv, s)| *rv > changed && s.stage == Some(Stage::Starting))
+            .map(|(rv, _)| rv)
+            .expect("the release started again");
         assert!(
-            removed < switched,
-            "canary Ingress gone at {removed}, switch at {switched}"
+            removed < restarted && restarted < switched,
+            "canary Ingress gone at {removed}, release restarted at {restarted}, switch at {switched}"
         );
         let stages: Vec<Stage> = history
             .statuses(APP)

@@ -139,6 +139,9 @@ pub struct MetricPlan {
     pub min: Option<f64>,
 }
 
+/// The longest duration a spec may give: time arithmetic on any shorter one cannot overflow.
+const MAX_DURATION: Duration = Duration::from_secs(365 * 24 * 3600);
+
 /// The problems found so far.
 #[derive(Default)]
 struct Problems(Vec<String>);
@@ -151,6 +154,16 @@ impl Problems {
     fn duration(&mut self, field: &str, text: Option<&String>, default: Duration) -> Duration {
         match text.map(|t| duration::parse(t)) {
             None => default,
+            Some(Ok(d)) if d > MAX_DURATION => {
+                self.add(
+                    field,
+                    format!(
+                        "{} is too long; at most 8760h (a year)",
+                        text.map(String::as_str).unwrap_or_default()
+                    ),
+                );
+                default
+            }
             Some(Ok(d)) => d,
             Some(Err(e)) => {
                 self.add(field, e);

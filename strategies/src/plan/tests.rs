@@ -418,3 +418,24 @@ fn all_problems_are_reported_at_once() {
     );
     assert_eq!(err.to_string(), err.problems.join("; "));
 }
+
+#[test]
+fn durations_longer_than_a_year_are_refused() {
+    let mut spec: RolloutSpec = serde_json::from_value(serde_json::json!({
+        "targetRef": {"name": "reporting"},
+        "service": {"name": "reporting-service", "port": 80},
+        "strategy": {"blueGreen": {"previewDuration": "100000000000h"}},
+    }))
+    .expect("a spec");
+    let problems = resolve(&spec, &Presets::embedded().expect("presets"))
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        problems.contains("spec.strategy.blueGreen.previewDuration"),
+        "{problems}"
+    );
+    assert!(problems.contains("at most 8760h"), "{problems}");
+    spec.strategy.blue_green = None;
+    spec.strategy.preset = Some("blue-green".into());
+    assert!(resolve(&spec, &Presets::embedded().expect("presets")).is_ok());
+}

@@ -48,7 +48,11 @@ impl Machine<'_> {
         match verb {
             Some(CommandVerb::Pause) => self.s.paused = true,
             Some(CommandVerb::Resume) => self.s.paused = false,
-            Some(CommandVerb::Promote | CommandVerb::PromoteFull) => return true,
+            Some(CommandVerb::Promote | CommandVerb::PromoteFull) => {
+                // A promote is the person deciding: a pause before it is over.
+                self.s.paused = false;
+                return true;
+            }
             _ => {}
         }
         false
@@ -65,6 +69,11 @@ impl Machine<'_> {
             return self.enter(Stage::PromotingScale);
         }
         let preview = self.blue_green_plan().preview_duration;
+        let auto = self.plan.promotion == Promotion::Auto;
+        if self.s.stage == Some(Stage::AwaitingPromotion) && auto && !self.s.paused {
+            // The spec went from manual to auto while this release waited.
+            return self.enter(Stage::PromotingScale);
+        }
         if self.s.stage == Some(Stage::Previewing) && self.phase_done(preview) {
             match self.plan.promotion {
                 Promotion::Auto => self.enter(Stage::PromotingScale),

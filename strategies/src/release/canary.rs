@@ -46,6 +46,11 @@ impl Machine<'_> {
             Some(CommandVerb::Promote) => return self.advance(true),
             _ => {}
         }
+        let auto = self.plan.promotion == Promotion::Auto;
+        if self.s.stage == Some(Stage::AwaitingPromotion) && auto && !self.s.paused {
+            // The spec went from manual to auto while this release waited.
+            return self.enter(Stage::PromotingScale);
+        }
         let held = self.since(self.s.stage_started_at) >= self.canary_plan().step_interval;
         if !self.s.paused
             && self.s.step_passed

@@ -60,10 +60,10 @@ pub fn reconcile(plan: &ReleasePlan, status: &RolloutStatus, world: &World) -> D
         m.apply_check(check);
     }
     m.transition(command.as_ref());
-    if m.canary().is_none() && world.canary_weight.is_none() {
-        // Blue/green has no canary weight; one is only kept while a canary Ingress left from a
-        // canary spec is still there to be removed.
-        m.s.canary_weight = None;
+    if m.canary().is_none() {
+        // Blue/green has no canary weight; the status keeps one only while a canary Ingress left
+        // from a canary spec is still there, so that the controller keeps looking for it.
+        m.s.canary_weight = world.canary_weight;
     }
     let desired = m.desired();
     let requeue_after = m.requeue_after();
@@ -355,14 +355,24 @@ impl Machine<'_> {
             Some(Stage::Matching | Stage::Stepping | Stage::PromotingDrain)
         );
         let blue_green_only = matches!(self.s.stage, Some(Stage::Previewing | Stage::Verifying));
-        (canary_only && self.canary().is_none()) || (blue_green_only && self.blue_green().is_none())
+        // Both wait for a promote in AwaitingPromotion; only a canary gets there with a step.
+        let waiting_for_the_other = self.s.stage == Some(Stage::AwaitingPromotion)
+            && self.s.step.is_some() != self.canary().is_some();
+        (canary_only && self.canary().is_none())
+            || (blue_green_only && self.blue_green().is_none())
+            || waiting_for_the_other
     }
 
     /// No traffic reaches the candidate any more, as read back: no canary weight, and `<svc>` on
     /// the stable slot.
     fn traffic_on_stable(&self) -> bool {
-        self.world.canary_weight.is_none_or(|w| w == 0)
-            && self.world.service_slot() == Some(self.stable())
+        // Blue/green waits until a canary Ingress left from a canary spec is gone, not just at 0:
+        // a header or cookie match would still reach the candidate.
+        let no_canary = match self.canary() {
+            Some(_) => self.world.canary_weight.is_none_or(|w| w == 0),
+            None => self.world.canary_weight.is_none(),
+        };
+        no_canary && self.world.service_slot() == Some(self.stable())
     }
 
     /// The candidate gets its first traffic: the canary's steps, or the blue/green preview.

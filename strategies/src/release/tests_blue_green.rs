@@ -358,3 +358,58 @@ fn a_blue_green_changed_to_canary_after_the_switch_goes_back_to_stable_and_start
     sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
     assert_eq!(sim.weight(), 10);
 }
+
+#[test]
+fn a_strategy_change_while_waiting_for_promotion_starts_again_the_new_way() {
+    let mut sim = previewing(json!({"promotion": "manual"}));
+    sim.run_until(Stage::AwaitingPromotion, 60, Verdict::Pass, 5);
+    sim.plan = plan(json!({"promotion": "manual"}));
+    sim.tick(1, Verdict::Pass);
+    assert_eq!(
+        sim.stage(),
+        Stage::Superseding,
+        "no step ran: it is not the canary's wait"
+    );
+    sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
+    assert_eq!((sim.status.step, sim.weight()), (Some(1), 10));
+}
+
+#[test]
+fn manual_changed_to_auto_while_waiting_promotes() {
+    let mut sim = previewing(json!({"promotion": "manual"}));
+    sim.run_until(Stage::AwaitingPromotion, 60, Verdict::Pass, 5);
+    sim.plan = blue_green(json!({}));
+    sim.tick(1, Verdict::Pass);
+    assert_eq!(sim.stage(), Stage::PromotingScale);
+}
+
+#[test]
+fn a_pause_ends_with_a_promote_so_verification_can_finish() {
+    let mut sim = previewing(json!({}));
+    sim.command(CommandVerb::Pause, "p");
+    sim.tick(1, Verdict::Pass);
+    sim.command(CommandVerb::Promote, "go");
+    sim.tick(1, Verdict::Pass);
+    assert!(!sim.status.paused);
+    sim.run_until(Stage::Verifying, 1, Verdict::Pass, 5);
+    sim.run_until(Stage::Steady, 30, Verdict::Pass, 5);
+    assert_eq!(sim.status.phase, Phase::Succeeded);
+}
+
+#[test]
+fn a_leftover_canary_ingress_holds_the_restart_even_at_weight_zero() {
+    let mut sim = previewing(json!({}));
+    // A header-matched canary Ingress left from a canary spec: weight 0, still routing.
+    sim.world.canary_weight = Some(0);
+    sim.plan = blue_green(json!({"strategy": {"blueGreen": {"previewDuration": "3m"}}}));
+    let decision = sim.tick(1, Verdict::Pass).clone();
+    assert!(decision.desired.remove_canary_route);
+    assert_eq!(
+        sim.status.canary_weight,
+        Some(0),
+        "kept so the controller keeps looking"
+    );
+    sim.world.canary_weight = None;
+    sim.tick(1, Verdict::Pass);
+    assert_eq!(sim.status.canary_weight, None);
+}
