@@ -38,14 +38,11 @@ fn blue_green(promotion: &str) -> Value {
 /// A taken-over blue/green Rollout of reporting with traffic on both Services; returns the
 /// environment and the stable revision.
 async fn started(promotion: &str) -> (Env, String) {
-    let mut env = Env::start(Setup {
+    let setup = Setup {
         ingress_rps: None,
         ..Setup::default()
-    })
-    .await;
-    env.create_rollout(APP, blue_green(promotion)).await;
-    env.start_controller().await;
-    let v1 = env.wait_taken_over().await;
+    };
+    let (env, v1) = Env::taken_over(setup, blue_green(promotion)).await;
     env.send_to_service(SERVICE, USERS_RPS).await;
     env.send_to_service(CANARY_SERVICE, PREVIEW_RPS).await;
     (env, v1)
@@ -222,9 +219,16 @@ async fn blue_green_a_faulty_preview_is_never_switched_to() {
         let done = env.wait_phase(Phase::RolledBack, secs(60)).await;
         let message = status(&done).message.unwrap_or_default();
         assert!(message.contains("app-error-rate"), "{message}");
+        let switches = switches_since(&env, since);
         assert!(
-            switches_since(&env, since).is_empty(),
-            "reporting-service never left blue"
+            switches.is_empty(),
+            "reporting-service never left blue: {switches:?}; {:#?}",
+            env.history()
+                .statuses(APP)
+                .into_iter()
+                .filter(|(rv, _)| *rv > since)
+                .map(|(rv, s)| (rv, s.stage, s.message))
+                .collect::<Vec<_>>()
         );
         harness::eventually(secs(10), "reporting-green scaled down", || async {
             let green = env.deployments().get("reporting-green").await.ok()?;
@@ -388,10 +392,7 @@ async fn blue_green_a_switch_and_a_hand_back_cause_no_503_from_missing_endpoints
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_changed_to_blue_green_mid_release_removes_its_canary_ingress_first() {
     bounded(async {
-        let mut env = Env::start(Setup::default()).await;
-        env.create_rollout(APP, json!({})).await;
-        env.start_controller().await;
-        env.wait_taken_over().await;
+        let (env, _) = Env::taken_over(Setup::default(), json!({})).await;
         env.send_to_service(CANARY_SERVICE, PREVIEW_RPS).await;
         env.set_image(crate::V2).await;
         let v2 = env.target_revision().await;

@@ -227,6 +227,16 @@ impl Env {
         env
     }
 
+    /// A cluster set up as `setup` says, Rollout reporting (the fast defaults with `overrides`)
+    /// and the controller running, once sluice has taken reporting over; with the stable revision.
+    pub async fn taken_over(setup: Setup, overrides: Value) -> (Env, String) {
+        let mut env = Env::start(setup).await;
+        env.create_rollout(APP, overrides).await;
+        env.start_controller().await;
+        let stable = env.wait_taken_over().await;
+        (env, stable)
+    }
+
     pub async fn wait_deployment_ready(&self, name: &str, replicas: i32) {
         let api: Api<Deployment> = Api::namespaced(self.client.clone(), NS);
         eventually(secs(15), &format!("Deployment {name} ready"), || async {

@@ -18,10 +18,7 @@ use crate::harness::{
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_controller_resumes_at_the_same_step() {
     bounded(async {
-        let mut env = Env::start(Setup::default()).await;
-        env.create_rollout(APP, json!({})).await;
-        env.start_controller().await;
-        env.wait_taken_over().await;
+        let (mut env, _) = Env::taken_over(Setup::default(), json!({})).await;
         env.set_image(crate::V2).await;
         let v2 = env.target_revision().await;
         env.wait_for("step 2", secs(40), |r| status(r).step == Some(2))
@@ -245,10 +242,7 @@ fn reporting_requests(text: &str) -> (f64, f64, f64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn deleting_a_rollout_hands_traffic_back_without_a_503() {
     bounded(async {
-        let mut env = Env::start(Setup::default()).await;
-        env.create_rollout(APP, json!({})).await;
-        env.start_controller().await;
-        env.wait_taken_over().await;
+        let (env, _) = Env::taken_over(Setup::default(), json!({})).await;
         // Deleted mid-release, with 20% on the candidate.
         env.set_image(crate::V2).await;
         env.wait_for("step 1", secs(30), |r| status(r).step == Some(1))

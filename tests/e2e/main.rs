@@ -53,10 +53,7 @@ fn image_of(deployment: &Value) -> Option<&str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_release_is_promoted_through_every_step() {
     bounded(async {
-        let mut env = Env::start(Setup::default()).await;
-        env.create_rollout(APP, json!({})).await;
-        env.start_controller().await;
-        let v1 = env.wait_taken_over().await;
+        let (env, v1) = Env::taken_over(Setup::default(), json!({})).await;
         assert_eq!(service_selector(&env).await, slot_selector("blue"));
 
         let since = env.set_image(V2).await;
@@ -309,10 +306,7 @@ async fn a_header_match_phase_routes_only_matching_requests() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_revision_mid_release_supersedes_the_old_one() {
     bounded(async {
-        let mut env = Env::start(Setup::default()).await;
-        env.create_rollout(APP, json!({})).await;
-        env.start_controller().await;
-        env.wait_taken_over().await;
+        let (env, _) = Env::taken_over(Setup::default(), json!({})).await;
         env.set_image(V2).await;
         let v2 = env.target_revision().await;
         env.wait_for("v2 at step 1", secs(30), |r| {

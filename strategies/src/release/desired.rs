@@ -200,9 +200,7 @@ impl Machine<'_> {
             _ => POLL,
         }
     }
-}
 
-impl Machine<'_> {
     /// How long the current analysing stage lasts at least.
     fn stage_length(&self) -> Option<Duration> {
         match (self.s.stage, self.canary(), self.blue_green()) {
