@@ -5,15 +5,15 @@
 //! kubectl annotate rollout reporting sluice.dev/command=promote --overwrite
 //! ```
 //!
-//! Exactly once: sluice first stamps the command with a nonce (the Rollout's resourceVersion at
-//! that moment); the status records the nonce of every command it applied; the annotations are
+//! Exactly once: sluice first stamps the command with a nonce (its verb and the Rollout's
+//! resourceVersion at that moment); the status records the nonce of every command it applied; the annotations are
 //! removed only after that status is written, and only if they still hold the same command. A
 //! crash anywhere in between neither loses a command nor applies one twice.
 
 use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
-use sluice_strategies::release::{Command, CommandVerb};
+use sluice_strategies::release::{CommandVerb, PendingCommand, command_nonce, pending_command};
 use sluice_strategies::status::RolloutStatus;
 
 use crate::crd::Rollout;
@@ -24,37 +24,14 @@ pub const NONCE_ANNOTATION: &str = "sluice.dev/command-nonce";
 const COMMAND_POINTER: &str = "/metadata/annotations/sluice.dev~1command";
 const NONCE_POINTER: &str = "/metadata/annotations/sluice.dev~1command-nonce";
 
-#[derive(Debug, PartialEq)]
-pub enum Pending {
-    None,
-    /// A new command without its nonce yet.
-    Unstamped(String),
-    /// Stamped, not applied yet.
-    Ready(Command),
-    /// Applied already (its nonce is in the status): only the annotations are left to remove.
-    Consumed(String),
-    /// Not a command sluice knows.
-    Unknown(String),
-}
-
-pub fn pending(rollout: &Rollout, status: &RolloutStatus) -> Pending {
+/// The command the Rollout's annotations hold (the core decides what it is).
+pub fn pending(rollout: &Rollout, status: &RolloutStatus) -> PendingCommand {
     let annotations = rollout.annotations();
-    let Some(text) = annotations.get(COMMAND_ANNOTATION) else {
-        return Pending::None;
-    };
-    let Some(verb) = CommandVerb::parse(text) else {
-        return Pending::Unknown(text.clone());
-    };
-    match annotations.get(NONCE_ANNOTATION) {
-        None => Pending::Unstamped(text.clone()),
-        Some(nonce) if status.last_command.as_deref() == Some(nonce.as_str()) => {
-            Pending::Consumed(text.clone())
-        }
-        Some(nonce) => Pending::Ready(Command {
-            verb,
-            nonce: nonce.clone(),
-        }),
-    }
+    pending_command(
+        annotations.get(COMMAND_ANNOTATION).map(String::as_str),
+        annotations.get(NONCE_ANNOTATION).map(String::as_str),
+        status.last_command.as_deref(),
+    )
 }
 
 fn api(client: &kube::Client, rollout: &Rollout) -> Api<Rollout> {
@@ -87,9 +64,19 @@ async fn json_patch(
     Ok(())
 }
 
-/// Gives the command its nonce, if the annotation still holds it (a `test` op makes it atomic).
-pub async fn stamp(client: &kube::Client, rollout: &Rollout, text: &str) -> Result<(), Error> {
-    let nonce = rollout.resource_version().unwrap_or_default();
+/// Gives the command a nonce for its verb, if the annotation still holds it (a `test` op makes it
+/// atomic).
+pub async fn stamp(
+    client: &kube::Client,
+    rollout: &Rollout,
+    verb: CommandVerb,
+) -> Result<(), Error> {
+    let text = rollout
+        .annotations()
+        .get(COMMAND_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    let nonce = command_nonce(verb, &rollout.resource_version().unwrap_or_default());
     let ops = json!([
         {"op": "test", "path": COMMAND_POINTER, "value": text},
         {"op": "add", "path": NONCE_POINTER, "value": nonce},
@@ -97,15 +84,19 @@ pub async fn stamp(client: &kube::Client, rollout: &Rollout, text: &str) -> Resu
     json_patch(client, rollout, ops, "stamp command on").await
 }
 
-/// Removes a consumed (or unknown) command, unless a new one replaced it meanwhile.
-pub async fn remove(client: &kube::Client, rollout: &Rollout, text: &str) -> Result<(), Error> {
-    let has_nonce = rollout.annotations().contains_key(NONCE_ANNOTATION);
-    let mut ops = vec![
-        json!({"op": "test", "path": COMMAND_POINTER, "value": text}),
-        json!({"op": "remove", "path": COMMAND_POINTER}),
-    ];
-    if has_nonce {
+/// Removes a consumed (or unknown) command, unless a new one replaced it meanwhile: the text and
+/// the nonce as read must both still be there.
+pub async fn remove(client: &kube::Client, rollout: &Rollout) -> Result<(), Error> {
+    let annotations = rollout.annotations();
+    let text = annotations
+        .get(COMMAND_ANNOTATION)
+        .cloned()
+        .unwrap_or_default();
+    let mut ops = vec![json!({"op": "test", "path": COMMAND_POINTER, "value": text})];
+    if let Some(nonce) = annotations.get(NONCE_ANNOTATION) {
+        ops.push(json!({"op": "test", "path": NONCE_POINTER, "value": nonce}));
         ops.push(json!({"op": "remove", "path": NONCE_POINTER}));
     }
+    ops.push(json!({"op": "remove", "path": COMMAND_POINTER}));
     json_patch(client, rollout, json!(ops), "remove command from").await
 }

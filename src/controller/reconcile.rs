@@ -11,14 +11,14 @@ use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use sluice_strategies::plan::{ClusterFacts, cluster_problems};
-use sluice_strategies::release::{self, Note, World};
+use sluice_strategies::release::{self, Note, PendingCommand, World};
 use sluice_strategies::resolve;
 use sluice_strategies::status::RolloutStatus;
 use tracing::Instrument;
 
 use super::Context;
 use super::apply::{self, Target};
-use super::commands::{self, Pending};
+use super::commands;
 use super::observe::{self, Observed, canary_ingress_name, get};
 use crate::crd::Rollout;
 use crate::error::{Error, kube_err};
@@ -182,13 +182,13 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
     let status = rollout.status.clone().unwrap_or_default();
     let mut command = None;
     match commands::pending(rollout, &status) {
-        Pending::None => {}
-        Pending::Unstamped(text) => {
-            commands::stamp(&ctx.client, rollout, &text).await?;
+        PendingCommand::None => {}
+        PendingCommand::Unstamped(verb) => {
+            commands::stamp(&ctx.client, rollout, verb).await?;
             return Ok(Action::await_change());
         }
-        Pending::Consumed(text) => commands::remove(&ctx.client, rollout, &text).await?,
-        Pending::Unknown(text) => {
+        PendingCommand::Consumed(_) => commands::remove(&ctx.client, rollout).await?,
+        PendingCommand::Unknown(text) => {
             let message = format!(
                 "unknown command {text:?}; commands are promote, promote-full, abort, pause, resume, retry"
             );
@@ -202,9 +202,9 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
                 }],
             )
             .await;
-            commands::remove(&ctx.client, rollout, &text).await?;
+            commands::remove(&ctx.client, rollout).await?;
         }
-        Pending::Ready(ready) => command = Some(ready),
+        PendingCommand::Ready(ready) => command = Some(ready),
     }
 
     let Some(target) = seen.target.clone() else {
@@ -230,9 +230,9 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
     }
     let decision = release::reconcile(&plan, &status, &world);
     write_status(ctx, rollout, namespace, &decision.status).await?;
-    if let Some(command) = &command {
+    if command.is_some() {
         // Recorded in the status just now: the annotations can go.
-        commands::remove(&ctx.client, rollout, command.verb.as_str()).await?;
+        commands::remove(&ctx.client, rollout).await?;
     }
     let target_ref = Target {
         rollout,

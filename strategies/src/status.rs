@@ -223,7 +223,7 @@ pub struct RolloutStatus {
     /// When the latest analysis check ran.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_check_at: Option<DateTime<Utc>>,
-    /// A check passed on the current step (a step needs one to advance).
+    /// The latest check of the current step or phase passed (it advances only then).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub step_passed: bool,
     /// The old slot kept warm after a promotion, and when it goes to zero.

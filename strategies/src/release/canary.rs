@@ -55,10 +55,17 @@ impl Machine<'_> {
         if !self.s.paused
             && self.s.step_passed
             && held
+            && self.weight_read_back()
             && self.s.stage != Some(Stage::AwaitingPromotion)
         {
             self.advance(false);
         }
+    }
+
+    /// The canary Ingress carries the weight of the current step: until then, the step's checks
+    /// judged a candidate that did not get the traffic the step is about.
+    fn weight_read_back(&self) -> bool {
+        self.world.canary_weight == Some(self.s.canary_weight.unwrap_or(0))
     }
 
     /// The next step, or the end of the steps: promotion, or a wait for one.

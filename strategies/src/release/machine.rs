@@ -169,11 +169,11 @@ impl Machine<'_> {
         let summary = one_line(outcome);
         self.s.last_check_summary = Some(summary.clone());
         let analysis = &self.plan.analysis;
+        // A step or phase ends on a passing latest check: a pass followed by a fail, an error or
+        // an inconclusive check is no reason to advance any more.
+        self.s.step_passed = outcome.verdict == Verdict::Pass;
         let exceeded = match outcome.verdict {
-            Verdict::Pass => {
-                self.s.step_passed = true;
-                None
-            }
+            Verdict::Pass => None,
             // After a blue/green switch every user is on the candidate and the old slot is still
             // warm: switching back costs one write, tolerating a failure costs users' requests.
             Verdict::Fail if self.s.stage == Some(Stage::Verifying) => {
@@ -340,6 +340,10 @@ impl Machine<'_> {
                 if self.traffic_on_stable() {
                     if Some(&self.target_revision) == self.s.stable_revision.as_ref() {
                         self.settle(Phase::Ready);
+                    } else if Some(&self.target_revision) == self.s.rolled_back_revision.as_ref() {
+                        // The target went back to a revision given up before: as in Steady, it
+                        // waits for `retry`.
+                        self.settle(Phase::RolledBack);
                     } else {
                         self.start_release();
                     }

@@ -9,6 +9,7 @@
 
 mod blue_green;
 mod canary;
+mod commands;
 mod desired;
 mod handback;
 mod machine;
@@ -18,6 +19,8 @@ mod revision;
 mod tests;
 #[cfg(test)]
 mod tests_blue_green;
+#[cfg(test)]
+mod tests_latest_check;
 #[cfg(test)]
 mod tests_properties;
 
@@ -32,6 +35,7 @@ use crate::plan::{ReleasePlan, StrategyPlan};
 use crate::spec::TrafficMatch;
 use crate::status::{RolloutStatus, Slot, Stage};
 
+pub use commands::{PendingCommand, command_nonce, pending_command};
 pub use handback::{HandBack, hand_back};
 pub use report::{conditions_for_invalid, invalid_spec_status};
 pub use revision::{

@@ -55,6 +55,9 @@ pub(super) struct Sim {
     pub world: World,
     pub status: RolloutStatus,
     pub never_ready: bool,
+    /// Pods of a new template, or added by a scale-up, become ready only at [`Sim::pods_catch_up`]
+    /// (when time passes), as a real Deployment's do; otherwise at once.
+    pub pods_lag: bool,
     pub last: Option<Decision>,
 }
 
@@ -81,6 +84,7 @@ impl Sim {
             world,
             status: RolloutStatus::default(),
             never_ready: false,
+            pods_lag: false,
             last: None,
         }
     }
@@ -100,10 +104,21 @@ impl Sim {
 
     pub fn apply(&mut self, desired: &Desired) {
         for spec in &desired.slots {
+            let observed = match spec.slot {
+                Slot::Blue => self.world.blue.as_ref(),
+                Slot::Green => self.world.green.as_ref(),
+            };
             let ready = if self.never_ready
                 && Some(&spec.revision) == self.status.candidate_revision.as_ref()
             {
                 0
+            } else if self.pods_lag {
+                match observed {
+                    Some(view) if view.revision.as_ref() == Some(&spec.revision) => {
+                        view.ready_replicas.min(spec.replicas)
+                    }
+                    _ => 0,
+                }
             } else {
                 spec.replicas
             };
@@ -126,6 +141,20 @@ impl Sim {
         }
         if let Some(replicas) = desired.target_replicas {
             self.world.target.replicas = replicas;
+        }
+    }
+
+    /// With `pods_lag`: time passed, and every slot's pods of its template are ready.
+    pub fn pods_catch_up(&mut self) {
+        let candidate = self.status.candidate_revision.clone();
+        let never_ready = self.never_ready;
+        for view in [self.world.blue.as_mut(), self.world.green.as_mut()]
+            .into_iter()
+            .flatten()
+        {
+            if !(never_ready && view.revision == candidate) {
+                view.ready_replicas = view.replicas;
+            }
         }
     }
 

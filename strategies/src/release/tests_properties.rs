@@ -20,6 +20,12 @@ enum Act {
     Unready(Slot),
     /// Someone points the Service at a slot by hand.
     Repoint(Slot),
+    /// The last command's annotations are read again, nonce and all (a reconcile from a cache
+    /// that has not seen their removal).
+    Replay,
+    /// Only the slots' writes reach the world this time; the Service and the canary Ingress
+    /// keep what they had.
+    Partial(i64),
 }
 
 fn act() -> impl Strategy<Value = Act> {
@@ -45,7 +51,22 @@ fn act() -> impl Strategy<Value = Act> {
         2 => (0i64..30).prop_map(Act::Lost),
         1 => slot.clone().prop_map(Act::Unready),
         1 => slot.prop_map(Act::Repoint),
+        1 => Just(Act::Replay),
+        1 => (0i64..30).prop_map(Act::Partial),
     ]
+}
+
+/// Whether `before -> after` moved the release on by itself: a later step, the end of a step or
+/// phase, or a promotion.
+fn advanced(before: &RolloutStatus, after: &RolloutStatus) -> bool {
+    use Stage::*;
+    match (before.stage, after.stage) {
+        (Some(Matching | Stepping), Some(Matching | Stepping)) => after.step > before.step,
+        (Some(Matching | Stepping), Some(AwaitingPromotion | PromotingScale)) => true,
+        (Some(Previewing), Some(AwaitingPromotion | PromotingScale)) => true,
+        (Some(Verifying), Some(Steady)) => after.phase == Phase::Succeeded,
+        _ => false,
+    }
 }
 
 fn canary_plan() -> ReleasePlan {
@@ -69,23 +90,38 @@ fn selected_slot(desired: &Desired) -> Option<Slot> {
 }
 
 /// Plays `acts` on a taken-over Rollout, checking after every decision what must always hold.
-fn play(plan: &ReleasePlan, acts: Vec<Act>) -> Result<Sim, TestCaseError> {
+fn play(plan: &ReleasePlan, acts: Vec<Act>, pods_lag: bool) -> Result<Sim, TestCaseError> {
     let steps = [5u8, 20, 60];
     let mut sim = Sim::taken_over(plan.clone());
+    sim.pods_lag = pods_lag;
     let mut nonce = 0;
+    let mut last_command = None;
+    // The verdict of the latest check in the current step or phase, as delivered.
+    let mut latest: Option<Verdict> = None;
     for act in acts {
         let mut lost = false;
+        let mut partial = false;
         let mut unready = None;
         sim.world.check = None;
+        let replayed = matches!(act, Act::Replay);
         match act {
             Act::Wait(secs, verdict) => {
                 sim.world.now += chrono::Duration::seconds(secs);
+                if secs > 0 {
+                    sim.pods_catch_up();
+                }
                 sim.world.check =
                     analysis_due(plan, &sim.status, sim.world.now).then(|| outcome(verdict));
             }
             Act::Command(verb) => {
                 nonce += 1;
                 sim.command(verb, &nonce.to_string());
+                last_command = sim.world.command.clone();
+            }
+            Act::Replay => sim.world.command = last_command.clone(),
+            Act::Partial(secs) => {
+                sim.world.now += chrono::Duration::seconds(secs);
+                partial = true;
             }
             Act::Release(n) => sim.world.target.template = template(&format!("erp/reporting:{n}")),
             Act::Lost(secs) => {
@@ -106,6 +142,74 @@ fn play(plan: &ReleasePlan, acts: Vec<Act>) -> Result<Sim, TestCaseError> {
         }
         let before = sim.world.clone();
         let decision = reconcile(plan, &sim.status, &sim.world);
+        if replayed {
+            // A command's nonce already in the status changes nothing.
+            let mut without = sim.world.clone();
+            without.command = None;
+            prop_assert_eq!(
+                &decision,
+                &reconcile(plan, &sim.status, &without),
+                "a replayed command was applied again"
+            );
+        }
+        let commanded = before.command.as_ref().is_some_and(|c| {
+            sim.status.last_command.as_deref() != Some(c.nonce.as_str())
+                && matches!(c.verb, CommandVerb::Promote | CommandVerb::PromoteFull)
+        });
+        if before.check.is_some() && machine::analysing(sim.status.stage) {
+            latest = before.check.as_ref().map(|c| c.verdict);
+        }
+        // A step or phase ends only on a passing latest check (or a person's promote), and a
+        // canary step only once its weight was read back.
+        if advanced(&sim.status, &decision.status) && !commanded {
+            prop_assert_eq!(
+                latest,
+                Some(Verdict::Pass),
+                "{:?} -> {:?} on a latest check of {:?}",
+                sim.status.stage,
+                decision.status.stage,
+                latest
+            );
+            if let StrategyPlan::Canary(_) = plan.strategy {
+                prop_assert_eq!(
+                    before.canary_weight,
+                    Some(sim.status.canary_weight.unwrap_or(0)),
+                    "advanced before the step's weight was read back"
+                );
+            }
+        }
+        if (decision.status.stage, decision.status.step) != (sim.status.stage, sim.status.step) {
+            latest = None;
+        }
+        // Weight reaches the candidate slot only while it runs the candidate revision.
+        if let Some(route) = decision
+            .desired
+            .canary_route
+            .as_ref()
+            .filter(|r| r.weight > 0)
+        {
+            let running = before.slot(decision.status.stable_slot.unwrap_or(Slot::Blue).other());
+            prop_assert!(
+                running.is_some_and(|v| v.revision == decision.status.candidate_revision),
+                "weight {} on a candidate slot running {:?}, candidate {:?}",
+                route.weight,
+                running.map(|v| &v.revision),
+                decision.status.candidate_revision
+            );
+        }
+        // A revision given up is not started again without `retry` or another template.
+        let restarted = decision.status.stage == Some(Stage::Starting)
+            && sim.status.stage != Some(Stage::Starting);
+        if restarted && decision.status.candidate_revision == sim.status.rolled_back_revision {
+            prop_assert!(
+                before
+                    .command
+                    .as_ref()
+                    .is_some_and(|c| c.verb == CommandVerb::Retry),
+                "rolled-back {:?} restarted without retry",
+                decision.status.candidate_revision
+            );
+        }
         let stable = decision.status.stable_slot.unwrap_or(Slot::Blue);
         let candidate = stable.other();
         let full = decision.status.replicas.unwrap_or(2);
@@ -186,7 +290,13 @@ fn play(plan: &ReleasePlan, acts: Vec<Act>) -> Result<Sim, TestCaseError> {
 
         sim.status = decision.status.clone();
         sim.world.command = None;
-        if !lost {
+        if partial {
+            let slots_only = Desired {
+                slots: decision.desired.slots.clone(),
+                ..Desired::default()
+            };
+            sim.apply(&slots_only);
+        } else if !lost {
             sim.apply(&decision.desired);
         }
     }
@@ -195,11 +305,16 @@ fn play(plan: &ReleasePlan, acts: Vec<Act>) -> Result<Sim, TestCaseError> {
 
 /// After `abort`, with a world that carries out what it is told, the Rollout settles with the
 /// Service on the stable slot and nothing left on the candidate.
-fn abort_ends_on_stable(plan: &ReleasePlan, acts: Vec<Act>) -> Result<(), TestCaseError> {
-    let mut sim = play(plan, acts)?;
+fn abort_ends_on_stable(
+    plan: &ReleasePlan,
+    acts: Vec<Act>,
+    pods_lag: bool,
+) -> Result<(), TestCaseError> {
+    let mut sim = play(plan, acts, pods_lag)?;
     let in_flight = !matches!(sim.status.stage, Some(Stage::Steady) | None);
     sim.command(CommandVerb::Abort, "abort-at-the-end");
     for _ in 0..20 {
+        sim.pods_catch_up();
         sim.tick(1, Verdict::Pass);
         if sim.status.stage == Some(Stage::Steady) {
             break;
@@ -226,22 +341,22 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(300))]
 
     #[test]
-    fn canary_traffic_follows_the_steps_and_never_stays_on_a_given_up_candidate(acts in prop::collection::vec(act(), 1..120)) {
-        play(&canary_plan(), acts)?;
+    fn canary_traffic_follows_the_steps_and_never_stays_on_a_given_up_candidate(acts in prop::collection::vec(act(), 1..120), lag: bool) {
+        play(&canary_plan(), acts, lag)?;
     }
 
     #[test]
-    fn blue_green_never_selects_an_unready_slot_nor_scales_down_the_selected_one(acts in prop::collection::vec(act(), 1..120)) {
-        play(&blue_green_plan(), acts)?;
+    fn blue_green_never_selects_an_unready_slot_nor_scales_down_the_selected_one(acts in prop::collection::vec(act(), 1..120), lag: bool) {
+        play(&blue_green_plan(), acts, lag)?;
     }
 
     #[test]
-    fn canary_abort_always_ends_with_the_selector_on_stable(acts in prop::collection::vec(act(), 0..60)) {
-        abort_ends_on_stable(&canary_plan(), acts)?;
+    fn canary_abort_always_ends_with_the_selector_on_stable(acts in prop::collection::vec(act(), 0..60), lag: bool) {
+        abort_ends_on_stable(&canary_plan(), acts, lag)?;
     }
 
     #[test]
-    fn blue_green_abort_always_ends_with_the_selector_on_stable(acts in prop::collection::vec(act(), 0..60)) {
-        abort_ends_on_stable(&blue_green_plan(), acts)?;
+    fn blue_green_abort_always_ends_with_the_selector_on_stable(acts in prop::collection::vec(act(), 0..60), lag: bool) {
+        abort_ends_on_stable(&blue_green_plan(), acts, lag)?;
     }
 }
