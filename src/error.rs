@@ -19,12 +19,6 @@ pub enum Error {
         #[source]
         source: serde_json::Error,
     },
-    #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: String,
-        #[source]
-        source: std::io::Error,
-    },
     #[error("the embedded presets do not load: {0}")]
     Presets(#[from] sluice_strategies::PresetError),
     #[error(transparent)]
@@ -38,7 +32,6 @@ impl Error {
             Error::Kube { action, .. } => action,
             Error::Unnamed { .. } => "unnamed",
             Error::Serialize { .. } => "serialize",
-            Error::Listen { .. } => "listen",
             Error::Presets(_) => "presets",
             Error::Analysis(_) => "analysis",
         }

@@ -11,11 +11,11 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
-use sluice_strategies::plan::{IngressRuleRef, ReleasePlan, ingress_rules_for_service};
+use sluice_strategies::objects::{self, managed_labels, nginx};
+use sluice_strategies::plan::ReleasePlan;
 use sluice_strategies::release::{
     CanaryRoute, Desired, REVISION_ANNOTATION, SlotSpec, slot_selector,
 };
-use sluice_strategies::spec::{IntOrString, TrafficMatch};
 use sluice_strategies::status::Slot;
 
 use super::observe::{canary_ingress_name, canary_service_name, slot_name};
@@ -24,11 +24,6 @@ use crate::error::{Error, kube_err};
 
 /// The one field manager of everything sluice applies.
 pub const FIELD_MANAGER: &str = "sluice";
-const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
-const ROLLOUT_LABEL: &str = "sluice.dev/rollout";
-/// On a Service sluice created (rather than adopted): it is sluice's to keep working on hand-back.
-pub const CREATED_ANNOTATION: &str = "sluice.dev/created";
-const NGINX: &str = "nginx.ingress.kubernetes.io";
 
 /// What the writer needs to know about the Rollout and the objects it reads.
 pub struct Target<'a> {
@@ -47,6 +42,15 @@ fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
 
+/// Patches to the objects sluice borrows carry its field manager too, so that `managedFields`
+/// says who changed a selector or a replica count.
+fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    }
+}
+
 fn owner(rollout: &Rollout) -> Value {
     // A Rollout read from the API always has a name and uid; controller_owner_ref only misses them
     // for objects that were never stored.
@@ -56,7 +60,7 @@ fn owner(rollout: &Rollout) -> Value {
 }
 
 fn labels(rollout: &Rollout) -> Value {
-    json!({MANAGED_BY: "sluice", ROLLOUT_LABEL: rollout.name_any()})
+    managed_labels(&rollout.name_any())
 }
 
 /// Writes `desired` in the safe order: slots that grow or change first, then the Service, then the
@@ -126,20 +130,8 @@ async fn apply_slot(client: &kube::Client, t: &Target<'_>, slot: &SlotSpec) -> R
     Ok(())
 }
 
-fn service_ports(t: &Target<'_>) -> Value {
-    if let Some(ports) = t
-        .service
-        .and_then(|s| s.spec.as_ref())
-        .and_then(|s| s.ports.as_ref())
-    {
-        return json!(ports);
-    }
-    let target_port = match &t.plan.service.target_port {
-        Some(IntOrString::Int(n)) => json!(n),
-        Some(IntOrString::String(name)) => json!(name),
-        None => json!(t.plan.service.port),
-    };
-    json!([{"name": "http", "port": t.plan.service.port, "targetPort": target_port, "protocol": "TCP"}])
+fn user_service_json(t: &Target<'_>) -> Option<Value> {
+    t.service.and_then(|s| serde_json::to_value(s).ok())
 }
 
 /// The user's Service is borrowed: only its selector is written (created when it did not exist).
@@ -158,10 +150,11 @@ pub async fn write_service(
             set_selector(client, t.namespace, name, selector).await?;
         }
         None => {
+            // Created, not adopted: it goes with the Rollout, as nothing of that name was there.
             let body: Service = serde_json::from_value(json!({
                 "metadata": {"name": name, "namespace": t.namespace, "labels": labels(t.rollout),
-                             "annotations": {CREATED_ANNOTATION: "true"}},
-                "spec": {"selector": selector, "ports": service_ports(t)},
+                             "ownerReferences": owner(t.rollout)},
+                "spec": {"selector": selector, "ports": objects::cluster_ip_ports(None, &t.plan.service)},
             }))
             .map_err(|source| Error::Serialize {
                 what: "Service",
@@ -190,7 +183,7 @@ pub async fn set_selector(
                 source,
             })?;
     Api::<Service>::namespaced(client.clone(), namespace)
-        .patch(name, &PatchParams::default(), &Patch::Json::<()>(ops))
+        .patch(name, &patch_params(), &Patch::Json::<()>(ops))
         .await
         .map_err(kube_err("switch selector of", "Service", namespace, name))?;
     Ok(())
@@ -206,67 +199,17 @@ async fn apply_canary_service(
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": t.namespace, "labels": labels(t.rollout), "ownerReferences": owner(t.rollout)},
-        "spec": {"selector": slot_selector(&super::observe::match_labels(t.deployment), slot), "ports": service_ports(t)},
+        "spec": objects::canary_service_spec(
+            user_service_json(t).as_ref(),
+            &t.plan.service,
+            &slot_selector(&super::observe::match_labels(t.deployment), slot),
+        ),
     });
     Api::<Service>::namespaced(client.clone(), t.namespace)
         .patch(&name, &apply_params(), &Patch::Apply(&body))
         .await
         .map_err(kube_err("apply", "Service", t.namespace, &name))?;
     Ok(())
-}
-
-fn canary_annotations(route: &CanaryRoute) -> Value {
-    let mut annotations = json!({
-        format!("{NGINX}/canary"): "true",
-        format!("{NGINX}/canary-weight"): route.weight.to_string(),
-    });
-    match &route.traffic_match {
-        Some(TrafficMatch {
-            header: Some(header),
-            ..
-        }) => {
-            annotations[format!("{NGINX}/canary-by-header")] = json!(header.name);
-            if let Some(value) = &header.value {
-                annotations[format!("{NGINX}/canary-by-header-value")] = json!(value);
-            } else if let Some(pattern) = &header.pattern {
-                annotations[format!("{NGINX}/canary-by-header-pattern")] = json!(pattern);
-            }
-        }
-        Some(TrafficMatch {
-            cookie: Some(cookie),
-            ..
-        }) => {
-            annotations[format!("{NGINX}/canary-by-cookie")] = json!(cookie.name);
-        }
-        _ => {}
-    }
-    annotations
-}
-
-/// A copy of exactly the user's rules for `<svc>`, pointed at `<svc>-canary`.
-pub fn canary_rules(rules: &[IngressRuleRef], service: &str, port: u16) -> Value {
-    let mut by_host: BTreeMap<Option<String>, Vec<Value>> = BTreeMap::new();
-    for rule in rules {
-        let mut path = json!({
-            "pathType": rule.path_type.clone().unwrap_or_else(|| "ImplementationSpecific".into()),
-            "backend": {"service": {"name": canary_service_name(service), "port": {"number": port}}},
-        });
-        if let Some(p) = &rule.path {
-            path["path"] = json!(p);
-        }
-        by_host.entry(rule.host.clone()).or_default().push(path);
-    }
-    let rules: Vec<Value> = by_host
-        .into_iter()
-        .map(|(host, paths)| {
-            let mut rule = json!({"http": {"paths": paths}});
-            if let Some(host) = host {
-                rule["host"] = json!(host);
-            }
-            rule
-        })
-        .collect();
-    json!(rules)
 }
 
 async fn apply_canary_ingress(
@@ -281,23 +224,14 @@ async fn apply_canary_ingress(
         what: "Ingress",
         source,
     })?;
-    let rules = ingress_rules_for_service(&user, &t.plan.service.name, t.plan.service.port);
-    let name = canary_ingress_name(&ingress.name_any());
-    let mut spec =
-        json!({"rules": canary_rules(&rules, &t.plan.service.name, t.plan.service.port)});
-    if let Some(class) = ingress
-        .spec
-        .as_ref()
-        .and_then(|s| s.ingress_class_name.clone())
-    {
-        spec["ingressClassName"] = json!(class);
-    }
+    let name = canary_ingress_name(&ingress.name_any(), &t.plan.service.name);
+    let canary = nginx::canary_ingress(&user, &t.plan.service, route);
     let body = json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": {"name": name, "namespace": t.namespace, "labels": labels(t.rollout),
-                     "annotations": canary_annotations(route), "ownerReferences": owner(t.rollout)},
-        "spec": spec,
+                     "annotations": canary.annotations, "ownerReferences": owner(t.rollout)},
+        "spec": canary.spec,
     });
     Api::<Ingress>::namespaced(client.clone(), t.namespace)
         .patch(&name, &apply_params(), &Patch::Apply(&body))
@@ -318,7 +252,7 @@ pub async fn scale_target(
     Api::<Deployment>::namespaced(client.clone(), t.namespace)
         .patch(
             &name,
-            &PatchParams::default(),
+            &patch_params(),
             &Patch::Merge(json!({"spec": {"replicas": replicas}})),
         )
         .await

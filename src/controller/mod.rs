@@ -108,21 +108,21 @@ pub async fn run(
     )
     .default_backoff()
     .reflect(deployments_writer)
-    .applied_objects();
+    .touched_objects();
     let service_events = watcher(
         Api::<Service>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
     .reflect(services_writer)
-    .applied_objects();
+    .touched_objects();
     let ingress_events = watcher(
         Api::<Ingress>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
     .reflect(ingresses_writer)
-    .applied_objects();
+    .touched_objects();
 
     let controller = Controller::new(
         Api::<Rollout>::all(client.clone()),
@@ -164,7 +164,8 @@ pub async fn run(
     }));
 
     controller
-        // A slot, or the target, of a Rollout changed.
+        // A slot, or the target, of a Rollout changed or went away (a deleted slot or canary
+        // Ingress must be noticed at once, not at the next resync).
         .watches_stream(deployment_events, move |d: Deployment| {
             let name = d.name_any();
             rollouts_where(&for_deployments, d.namespace(), |r| {
@@ -185,7 +186,10 @@ pub async fn run(
                 let canary = r.spec.0.strategy.canary.as_ref();
                 canary
                     .and_then(|c| c.ingress_ref.as_ref())
-                    .is_some_and(|i| i.name == name || names::canary_ingress_name(&i.name) == name)
+                    .is_some_and(|i| {
+                        i.name == name
+                            || names::canary_ingress_name(&i.name, &r.spec.0.service.name) == name
+                    })
             })
         })
         .graceful_shutdown_on(shutdown)

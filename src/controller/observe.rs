@@ -20,14 +20,22 @@ use sluice_strategies::status::Slot;
 
 use crate::crd::Rollout;
 
-pub const CANARY_WEIGHT: &str = "nginx.ingress.kubernetes.io/canary-weight";
-const CANARY_ANNOTATION: &str = "nginx.ingress.kubernetes.io/canary";
+use sluice_strategies::objects::nginx::{CANARY_ANNOTATION, WEIGHT_ANNOTATION};
 
 pub fn get<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<std::sync::Arc<K>>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
     store.get(&ObjectRef::new(name).within(namespace))
+}
+
+/// Whether the Deployment's selector has `matchExpressions`, which no Service selector can express.
+pub fn selects_by_expressions(deployment: &Deployment) -> bool {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.selector.match_expressions.as_ref())
+        .is_some_and(|e| !e.is_empty())
 }
 
 pub fn match_labels(deployment: &Deployment) -> BTreeMap<String, String> {
@@ -99,7 +107,7 @@ pub fn service_selector(service: &Service) -> BTreeMap<String, String> {
 pub fn canary_weight(ingress: &Ingress) -> u8 {
     ingress
         .annotations()
-        .get(CANARY_WEIGHT)
+        .get(WEIGHT_ANNOTATION)
         .and_then(|w| w.parse().ok())
         .unwrap_or(0)
 }
@@ -137,8 +145,13 @@ impl Observed {
             target: get(deployments, namespace, &plan.target),
             service: get(services, namespace, &plan.service.name),
             ingress: ingress_name.and_then(|name| get(ingresses, namespace, name)),
-            canary_ingress: ingress_name
-                .and_then(|name| get(ingresses, namespace, &canary_ingress_name(name))),
+            canary_ingress: ingress_name.and_then(|name| {
+                get(
+                    ingresses,
+                    namespace,
+                    &canary_ingress_name(name, &plan.service.name),
+                )
+            }),
             canary_service: get(
                 services,
                 namespace,

@@ -172,6 +172,10 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
     let facts = ClusterFacts {
         namespace,
         target_exists: seen.target.is_some(),
+        target_selects_by_expressions: seen
+            .target
+            .as_deref()
+            .is_some_and(observe::selects_by_expressions),
         ingress: ingress_json.as_ref(),
         foreign_owners: seen.foreign_owners(rollout.uid().as_deref()),
     };
@@ -280,7 +284,10 @@ async fn hand_back(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<
             deployments
                 .patch(
                     &target.name_any(),
-                    &PatchParams::default(),
+                    &PatchParams {
+                        field_manager: Some(super::FIELD_MANAGER.into()),
+                        ..PatchParams::default()
+                    },
                     &Patch::Merge(json!({"spec": {"replicas": step.target_replicas}})),
                 )
                 .await
@@ -304,7 +311,7 @@ async fn hand_back(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<
         .as_ref()
         .and_then(|c| c.ingress_ref.as_ref())
     {
-        let name = canary_ingress_name(&ingress.name);
+        let name = canary_ingress_name(&ingress.name, &spec.service.name);
         // Only if it is this Rollout's: the canary Ingress of a shared Ingress can be another's.
         let ours = get(&ctx.ingresses, namespace, &name).filter(|canary| {
             observe::controller(canary.meta()).map(|o| &o.uid) == rollout.uid().as_ref()

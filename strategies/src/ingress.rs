@@ -5,6 +5,10 @@
 
 use serde_json::Value;
 
+/// The ingress class as Ingresses gave it before `spec.ingressClassName`; ingress-nginx still
+/// honours it.
+pub const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
+
 /// A rule of the user's Ingress that routes to the Service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IngressRuleRef {
@@ -29,9 +33,7 @@ pub fn ingress_rules_for_service(ingress: &Value, service: &str, port: u16) -> V
         .and_then(text)
         .or_else(|| {
             let annotations = ingress.pointer("/metadata/annotations")?;
-            annotations
-                .get("kubernetes.io/ingress.class")
-                .and_then(text)
+            annotations.get(LEGACY_CLASS_ANNOTATION).and_then(text)
         });
     let rules = ingress.pointer("/spec/rules").and_then(Value::as_array);
     let mut found = Vec::new();

@@ -9,6 +9,7 @@ pub mod analysis;
 pub mod duration;
 mod ingress;
 pub mod names;
+pub mod objects;
 pub mod plan;
 pub mod presets;
 pub mod promql;

@@ -28,7 +28,7 @@ pub const NS: &str = "erp-system";
 pub const APP: &str = "reporting";
 pub const SERVICE: &str = "reporting-service";
 pub const INGRESS: &str = "erp-ingress";
-pub const CANARY_INGRESS: &str = "erp-ingress-canary";
+pub const CANARY_INGRESS: &str = "erp-ingress-reporting-service-canary";
 pub const CANARY_SERVICE: &str = "reporting-service-canary";
 /// The ERP system as deployed in the seed notes.
 const FIXTURE: &str = include_str!("../sandbox/fixtures/erp-system.yaml");

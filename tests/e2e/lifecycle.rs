@@ -126,14 +126,15 @@ async fn invalid_rollouts_are_reported_and_touch_no_traffic() {
         env.create_rollout("reporting-falling", falling).await;
         let ghost = json!({"spec": {"targetRef": {"name": "ghost"}}});
         env.create_rollout("reporting-ghost", ghost).await;
-        // Valid on its own, but erp-ingress's canary Ingress is the gateway Rollout's already.
-        env.create_rollout("reporting-shared", json!({})).await;
+        // ingress-nginx would treat a header value with a space as unset.
+        let header = json!({"spec": {"strategy": {"canary": {"match": {"header": {"name": "x-canary", "value": "insider users"}}}}}});
+        env.create_rollout("reporting-header", header).await;
         let invalid = [
             ("reporting-falling", "weights must rise strictly"),
             ("reporting-ghost", "Deployment erp-system/ghost not found"),
             (
-                "reporting-shared",
-                "Ingress erp-system/erp-ingress-canary, which sluice would own for this Rollout, belongs to Rollout gateway",
+                "reporting-header",
+                "\"insider users\" is not a header value ingress-nginx accepts",
             ),
         ];
         for (name, problem) in invalid {
@@ -205,7 +206,11 @@ async fn invalid_rollouts_are_reported_and_touch_no_traffic() {
                 .all(|(_, replicas)| *replicas == Some(2)),
             "reporting kept its 2 replicas"
         );
-        let canaries = history.of("Ingress", CANARY_INGRESS);
+        assert!(
+            !history.ever("Ingress", CANARY_INGRESS),
+            "reporting never got a canary Ingress"
+        );
+        let canaries = history.of("Ingress", "erp-ingress-gateway-service-canary");
         assert!(
             !canaries.is_empty(),
             "the gateway's release has its canary Ingress"

@@ -11,6 +11,7 @@ mod harness;
 mod history;
 mod lifecycle;
 mod rollback;
+mod shared_ingress;
 
 use std::collections::BTreeMap;
 

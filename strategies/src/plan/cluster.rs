@@ -5,6 +5,7 @@
 use serde_json::Value;
 
 use super::{ReleasePlan, StrategyPlan, ingress_rules_for_service};
+use crate::promql::{Var, template_variables};
 
 /// An object sluice would own for this Rollout that another controller owns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,6 +23,8 @@ pub struct ForeignOwner {
 pub struct ClusterFacts<'a> {
     pub namespace: &'a str,
     pub target_exists: bool,
+    /// The target's `spec.selector` has `matchExpressions`.
+    pub target_selects_by_expressions: bool,
     /// The user's Ingress (canary only), as JSON; None when it does not exist.
     pub ingress: Option<&'a Value>,
     pub foreign_owners: Vec<ForeignOwner>,
@@ -48,6 +51,14 @@ pub fn cluster_problems(plan: &ReleasePlan, facts: &ClusterFacts<'_>) -> Vec<Str
             plan.target
         ));
     }
+    if facts.target_selects_by_expressions {
+        // A Service selects by labels only: dropping the expressions would make `<svc>` select
+        // the pods of every Deployment with the remaining labels.
+        problems.push(format!(
+            "spec.targetRef: Deployment {ns}/{} selects its pods with matchExpressions, which a Service selector cannot express; give it a selector of matchLabels only",
+            plan.target
+        ));
+    }
     if let StrategyPlan::Canary(canary) = &plan.strategy {
         match facts.ingress {
             None => problems.push(format!(
@@ -55,18 +66,46 @@ pub fn cluster_problems(plan: &ReleasePlan, facts: &ClusterFacts<'_>) -> Vec<Str
                 canary.ingress
             )),
             Some(ingress) => {
-                if ingress_rules_for_service(ingress, &plan.service.name, plan.service.port)
-                    .is_empty()
-                {
+                let rules =
+                    ingress_rules_for_service(ingress, &plan.service.name, plan.service.port);
+                if rules.is_empty() {
                     problems.push(format!(
                         "spec.strategy.canary.ingressRef: Ingress {ns}/{} has no rule for Service {} port {}",
                         canary.ingress, plan.service.name, plan.service.port
+                    ));
+                }
+                let unmeasured = rules
+                    .iter()
+                    .find(|r| r.host.as_deref().is_none_or(|h| h.starts_with('*')));
+                if let Some(rule) = unmeasured.filter(|_| reads_ingress_metrics(plan)) {
+                    problems.push(format!(
+                        "spec.strategy.canary.ingressRef: Ingress {ns}/{} routes {} to Service {} on {}; ingress-nginx counts no requests there under its defaults (--metrics-per-host=true, --metrics-per-undefined-host=false), so every check would be inconclusive: give the rule a host, or judge with app-error-rate and app-latency-p99 (and minRequests 0)",
+                        canary.ingress,
+                        rule.path.as_deref().unwrap_or("/"),
+                        plan.service.name,
+                        match rule.host.as_deref() {
+                            None => "a rule without a host".to_string(),
+                            Some(host) => format!("the wildcard host {host}"),
+                        }
                     ));
                 }
             }
         }
     }
     problems
+}
+
+/// Whether a check reads ingress-nginx's request metrics: the request count gate, or a metric
+/// whose query names the Ingress.
+fn reads_ingress_metrics(plan: &ReleasePlan) -> bool {
+    let names_ingress =
+        |query: &str| template_variables(query).is_ok_and(|vars| vars.contains(&Var::Ingress));
+    (plan.analysis.min_requests > 0 && names_ingress(&plan.analysis.requests_query))
+        || plan
+            .analysis
+            .metrics
+            .iter()
+            .any(|m| names_ingress(&m.query))
 }
 
 #[cfg(test)]
@@ -96,6 +135,7 @@ mod tests {
         let ok = ClusterFacts {
             namespace: "erp-system",
             target_exists: true,
+            target_selects_by_expressions: false,
             ingress: Some(&routing),
             foreign_owners: vec![],
         };
@@ -112,17 +152,20 @@ mod tests {
         let bad = ClusterFacts {
             namespace: "erp-system",
             target_exists: false,
+            target_selects_by_expressions: true,
             ingress: Some(&elsewhere),
             foreign_owners: vec![foreign],
         };
         let problems = cluster_problems(&plan(), &bad);
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
         assert!(problems[0].contains("belongs to Rollout gateway"));
         assert!(problems[1].contains("Deployment erp-system/reporting not found"));
-        assert!(problems[2].contains("has no rule for Service reporting-service port 80"));
+        assert!(problems[2].contains("selects its pods with matchExpressions"));
+        assert!(problems[3].contains("has no rule for Service reporting-service port 80"));
         let missing = ClusterFacts {
             namespace: "erp-system",
             target_exists: true,
+            target_selects_by_expressions: false,
             ingress: None,
             foreign_owners: vec![],
         };
@@ -130,5 +173,51 @@ mod tests {
             cluster_problems(&plan(), &missing)[0]
                 .contains("Ingress erp-system/erp-ingress not found")
         );
+    }
+
+    #[test]
+    fn a_rule_ingress_nginx_does_not_measure_is_named_with_the_fix() {
+        let ingress = |host: Value| {
+            json!({"spec": {"rules": [{"host": host, "http": {"paths": [
+                {"path": "/api/reports", "pathType": "Prefix", "backend": {"service": {"name": "reporting-service", "port": {"number": 80}}}}
+            ]}}]}})
+        };
+        fn facts(ingress: Option<&Value>) -> ClusterFacts<'_> {
+            ClusterFacts {
+                namespace: "erp-system",
+                target_exists: true,
+                target_selects_by_expressions: false,
+                ingress,
+                foreign_owners: vec![],
+            }
+        }
+        for (host, says) in [
+            (Value::Null, "a rule without a host"),
+            (json!("*.example.com"), "the wildcard host *.example.com"),
+        ] {
+            let ingress = ingress(host);
+            let problems = cluster_problems(&plan(), &facts(Some(&ingress)));
+            assert_eq!(problems.len(), 1, "{problems:?}");
+            assert!(problems[0].contains(says), "{}", problems[0]);
+            assert!(
+                problems[0].contains("give the rule a host"),
+                "{}",
+                problems[0]
+            );
+        }
+        let named = ingress(json!("erp.example.com"));
+        assert!(cluster_problems(&plan(), &facts(Some(&named))).is_empty());
+
+        // Judged on the pods' own metrics, without the request gate: nothing to miss.
+        let spec: RolloutSpec = serde_json::from_value(json!({
+            "targetRef": {"name": "reporting"},
+            "service": {"name": "reporting-service", "port": 80},
+            "strategy": {"canary": {"ingressRef": {"name": "erp-ingress"}}},
+            "analysis": {"minRequests": 0, "metrics": [{"name": "app-error-rate", "max": 1}]},
+        }))
+        .unwrap();
+        let by_pods = resolve(&spec, &Presets::embedded().unwrap()).unwrap();
+        let hostless = ingress(Value::Null);
+        assert!(cluster_problems(&by_pods, &facts(Some(&hostless))).is_empty());
     }
 }

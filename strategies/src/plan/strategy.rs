@@ -18,9 +18,8 @@ static DNS_LABEL: LazyLock<Regex> =
 static PORT_NAME: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$").expect("literal regex compiles")
 });
-static HTTP_TOKEN: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$").expect("literal regex compiles")
-});
+static NGINX_BASIC_CHARS: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^[-._~/:0-9A-Za-z]+$").expect("literal regex compiles"));
 
 use crate::names::CANARY_SUFFIX;
 
@@ -71,7 +70,7 @@ pub(super) fn canary_plan(
             "spec.strategy.canary.ingressRef",
             "the canary strategy needs the Ingress that routes to the Service",
         ),
-        Some(name) if !is_k8s_name(name) || name.len() + CANARY_SUFFIX.len() > 253 => {
+        Some(name) if !is_k8s_name(name) => {
             p.add(
                 "spec.strategy.canary.ingressRef.name",
                 format!("{name:?} is not an Ingress name"),
@@ -120,39 +119,49 @@ pub(super) fn canary_plan(
     })
 }
 
+/// ingress-nginx reads `canary-by-header`, `-header-value` and `canary-by-cookie` only when they
+/// are letters, digits and `-._~/:` (its "basic chars"), and `-header-pattern` only when it is a
+/// valid regex; any other value counts as unset, which would send the A/B phase nowhere.
 fn check_match(m: &TrafficMatch, p: &mut Problems) {
     const FIELD: &str = "spec.strategy.canary.match";
     if m.header.is_none() && m.cookie.is_none() {
         p.add(FIELD, "give a header or a cookie");
     }
-    let printable = |s: &str| !s.is_empty() && !s.chars().any(char::is_control);
-    if let Some(h) = &m.header {
-        if !HTTP_TOKEN.is_match(&h.name) {
-            p.add(
-                &format!("{FIELD}.header.name"),
-                format!("{:?} is not an HTTP header name", h.name),
+    let mut basic = |field: &str, what: &str, text: &str| {
+        if !NGINX_BASIC_CHARS.is_match(text) {
+            let problem = format!(
+                "{text:?} is not {what} ingress-nginx accepts: letters, digits and -._~/: only"
             );
+            p.add(&format!("{FIELD}.{field}"), problem);
         }
+    };
+    if let Some(h) = &m.header {
+        basic("header.name", "a header name", &h.name);
+        if let Some(value) = &h.value {
+            basic("header.value", "a header value", value);
+        }
+    }
+    if let Some(c) = &m.cookie {
+        basic("cookie.name", "a cookie name", &c.name);
+    }
+    if let Some(h) = &m.header {
         if h.value.is_some() && h.pattern.is_some() {
             p.add(
                 &format!("{FIELD}.header"),
                 "give value or pattern, not both",
             );
         }
-        for (what, text) in [("value", &h.value), ("pattern", &h.pattern)] {
-            if let Some(text) = text.as_deref().filter(|t| !printable(t)) {
-                let problem = format!("{text:?} must be non-empty, without control characters");
-                p.add(&format!("{FIELD}.header.{what}"), problem);
+        if let Some(pattern) = &h.pattern {
+            if pattern.is_empty() {
+                p.add(&format!("{FIELD}.header.pattern"), "must not be empty");
+            } else if let Err(e) = Regex::new(pattern) {
+                // The parser's message draws a caret under the pattern; its last line says why.
+                let text = e.to_string();
+                let why = text.lines().last().unwrap_or_default().trim();
+                let problem = format!("{pattern:?} is not a regular expression ({why})");
+                p.add(&format!("{FIELD}.header.pattern"), problem);
             }
         }
-    }
-    if let Some(c) = &m.cookie
-        && !HTTP_TOKEN.is_match(&c.name)
-    {
-        p.add(
-            &format!("{FIELD}.cookie.name"),
-            format!("{:?} is not a cookie name", c.name),
-        );
     }
 }
 

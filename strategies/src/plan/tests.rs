@@ -319,7 +319,7 @@ fn each_kind_of_invalid_spec_names_its_field() {
                     cookie: None,
                 })
             }),
-            "spec.strategy.canary.match.header.name: \"x canary\" is not an HTTP header name; spec.strategy.canary.match.header: give value or pattern, not both",
+            "spec.strategy.canary.match.header.name: \"x canary\" is not a header name ingress-nginx accepts: letters, digits and -._~/: only; spec.strategy.canary.match.header: give value or pattern, not both",
         ),
         (
             Box::new(|s| {
@@ -332,7 +332,44 @@ fn each_kind_of_invalid_spec_names_its_field() {
                     .unwrap()
                     .value = Some("a\nb".into())
             }),
-            "spec.strategy.canary.match.header.value: \"a\\nb\" must be non-empty, without control characters",
+            "spec.strategy.canary.match.header.value: \"a\\nb\" is not a header value ingress-nginx accepts: letters, digits and -._~/: only",
+        ),
+        (
+            Box::new(|s| {
+                canary(s).match_ = Some(TrafficMatch {
+                    header: Some(HeaderMatch {
+                        name: "x-canary".into(),
+                        value: Some("insider users".into()),
+                        pattern: None,
+                    }),
+                    cookie: None,
+                })
+            }),
+            "spec.strategy.canary.match.header.value: \"insider users\" is not a header value ingress-nginx accepts",
+        ),
+        (
+            Box::new(|s| {
+                canary(s).match_ = Some(TrafficMatch {
+                    header: Some(HeaderMatch {
+                        name: "x-canary".into(),
+                        value: None,
+                        pattern: Some("^(insider".into()),
+                    }),
+                    cookie: None,
+                })
+            }),
+            "spec.strategy.canary.match.header.pattern: \"^(insider\" is not a regular expression",
+        ),
+        (
+            Box::new(|s| {
+                canary(s).match_ = Some(TrafficMatch {
+                    header: None,
+                    cookie: Some(crate::spec::CookieMatch {
+                        name: "beta=1".into(),
+                    }),
+                })
+            }),
+            "spec.strategy.canary.match.cookie.name: \"beta=1\" is not a cookie name ingress-nginx accepts",
         ),
         (
             Box::new(|s| {

@@ -56,11 +56,7 @@ fn write_canonical(value: &Value, out: &mut String) {
 
 /// The revision of a pod template: FNV-1a (64 bit) of its canonical JSON, 10 hex digits.
 pub fn template_hash(template: &Value) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in canonical_json(template).bytes() {
-        hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("{:010x}", hash >> 24)
+    crate::names::short_hash(&canonical_json(template))
 }
 
 /// The pod template a slot runs for a revision: the user's template with the slot label added, and
