@@ -1,10 +1,18 @@
 //! The Rollout custom resource (`sluice.dev/v1alpha1`), derived from the core's spec and status
 //! types so that the schema, the controller and the release machine can never disagree.
+//!
+//! The spec is read leniently: a stored spec the types cannot read (a value the schema let
+//! through that they do not take) is kept as raw JSON with the reason, instead of failing the
+//! decoding of the whole list every Rollout is watched through. The controller then reports that
+//! one Rollout and carries on with the others.
+
+use std::borrow::Cow;
 
 use kube::CustomResource;
 use kube::CustomResourceExt;
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 use sluice_strategies::spec::RolloutSpec as Spec;
 use sluice_strategies::status::RolloutStatus;
 
@@ -27,9 +35,72 @@ use sluice_strategies::status::RolloutStatus;
     printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
 )]
 #[serde(transparent)]
-pub struct RolloutSpec(pub Spec);
+pub struct RolloutSpec(pub StoredSpec);
+
+/// A Rollout's spec as stored: readable by the core's types, or not.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StoredSpec {
+    Readable(Box<Spec>),
+    Unreadable {
+        /// The spec as stored, written back unchanged.
+        raw: Value,
+        /// Why the types cannot read it, e.g. `invalid value: integer 70000 ...`.
+        reason: String,
+    },
+}
+
+impl RolloutSpec {
+    /// The spec, or why it cannot be read.
+    pub fn readable(&self) -> Result<&Spec, &str> {
+        match &self.0 {
+            StoredSpec::Readable(spec) => Ok(spec),
+            StoredSpec::Unreadable { reason, .. } => Err(reason),
+        }
+    }
+}
+
+impl From<Spec> for RolloutSpec {
+    fn from(spec: Spec) -> Self {
+        RolloutSpec(StoredSpec::Readable(Box::new(spec)))
+    }
+}
+
+impl Serialize for StoredSpec {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            StoredSpec::Readable(spec) => spec.serialize(serializer),
+            StoredSpec::Unreadable { raw, .. } => raw.serialize(serializer),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for StoredSpec {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let raw = Value::deserialize(deserializer)?;
+        Ok(match serde_json::from_value::<Spec>(raw.clone()) {
+            Ok(spec) => StoredSpec::Readable(Box::new(spec)),
+            Err(error) => StoredSpec::Unreadable {
+                raw,
+                reason: error.to_string(),
+            },
+        })
+    }
+}
+
+impl JsonSchema for StoredSpec {
+    fn schema_name() -> Cow<'static, str> {
+        Spec::schema_name()
+    }
+
+    fn json_schema(generator: &mut SchemaGenerator) -> Schema {
+        Spec::json_schema(generator)
+    }
+}
 
 /// The CRD as YAML, as `sluice crd` prints it.
 pub fn crd_yaml() -> Result<String, serde_saphyr::ser::Error> {
     serde_saphyr::to_string(&Rollout::crd())
 }
+
+#[cfg(test)]
+mod tests;

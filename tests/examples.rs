@@ -17,7 +17,7 @@ fn every_example_rollout_resolves() {
         let text = std::fs::read_to_string(&path).expect("the example is readable");
         let rollout: Rollout = serde_saphyr::from_str(&text)
             .unwrap_or_else(|e| panic!("{} is not a Rollout: {e}", path.display()));
-        if let Err(invalid) = resolve(&rollout.spec.0, &presets) {
+        if let Err(invalid) = resolve(rollout.spec.readable().expect("a readable spec"), &presets) {
             panic!("{}: {invalid}", path.display());
         }
         seen += 1;

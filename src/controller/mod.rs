@@ -20,7 +20,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
-use sluice_strategies::{Presets, names};
+use sluice_strategies::{Presets, RolloutSpec, names};
 use tokio::net::TcpListener;
 
 use crate::analysis::Analyst;
@@ -76,16 +76,17 @@ impl Context {
     }
 }
 
-/// Rollouts in `namespace` for which `matches` holds, as controller triggers.
+/// Rollouts in `namespace` whose readable spec `matches`, as controller triggers.
 fn rollouts_where(
     rollouts: &Store<Rollout>,
     namespace: Option<String>,
-    matches: impl Fn(&Rollout) -> bool,
+    matches: impl Fn(&RolloutSpec) -> bool,
 ) -> Vec<ObjectRef<Rollout>> {
     rollouts
         .state()
         .into_iter()
-        .filter(|r| r.namespace() == namespace && matches(r))
+        .filter(|r| r.namespace() == namespace)
+        .filter(|r| r.spec.readable().is_ok_and(&matches))
         .map(|r| ObjectRef::from_obj(&*r))
         .collect()
 }
@@ -168,27 +169,27 @@ pub async fn run(
         // Ingress must be noticed at once, not at the next resync).
         .watches_stream(deployment_events, move |d: Deployment| {
             let name = d.name_any();
-            rollouts_where(&for_deployments, d.namespace(), |r| {
-                let target = &r.spec.0.target_ref.name;
+            rollouts_where(&for_deployments, d.namespace(), |spec| {
+                let target = &spec.target_ref.name;
                 *target == name || names::is_slot_of(&name, target)
             })
         })
         .watches_stream(service_events, move |s: Service| {
             let name = s.name_any();
-            rollouts_where(&for_services, s.namespace(), |r| {
-                let service = &r.spec.0.service.name;
+            rollouts_where(&for_services, s.namespace(), |spec| {
+                let service = &spec.service.name;
                 *service == name || name == names::canary_service_name(service)
             })
         })
         .watches_stream(ingress_events, move |i: Ingress| {
             let name = i.name_any();
-            rollouts_where(&for_ingresses, i.namespace(), |r| {
-                let canary = r.spec.0.strategy.canary.as_ref();
+            rollouts_where(&for_ingresses, i.namespace(), |spec| {
+                let canary = spec.strategy.canary.as_ref();
                 canary
                     .and_then(|c| c.ingress_ref.as_ref())
                     .is_some_and(|i| {
                         i.name == name
-                            || names::canary_ingress_name(&i.name, &r.spec.0.service.name) == name
+                            || names::canary_ingress_name(&i.name, &spec.service.name) == name
                     })
             })
         })

@@ -154,7 +154,17 @@ async fn invalid(
 }
 
 async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Action, Error> {
-    let plan = match resolve(&rollout.spec.0, &ctx.presets) {
+    let spec = match rollout.spec.readable() {
+        Ok(spec) => spec,
+        Err(reason) => {
+            // The schema let through what the types cannot read: say so loudly, for this
+            // Rollout only.
+            tracing::error!(%reason, "the Rollout's spec cannot be read");
+            let problem = format!("spec cannot be read: {reason}");
+            return invalid(ctx, rollout, namespace, &problem).await;
+        }
+    };
+    let plan = match resolve(spec, &ctx.presets) {
         Ok(plan) => plan,
         Err(problems) => return invalid(ctx, rollout, namespace, &problems.to_string()).await,
     };
@@ -262,7 +272,12 @@ async fn hand_back(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<
         return Ok(Action::await_change());
     }
     let status = rollout.status.clone().unwrap_or_default();
-    let spec = &rollout.spec.0;
+    let Ok(spec) = rollout.spec.readable() else {
+        // Nothing can be handed back by name from a spec that cannot be read; the objects sluice
+        // owns go with the Rollout through their owner references.
+        tracing::error!("the Rollout's spec cannot be read; releasing it without a hand-back");
+        return release_finalizer(ctx, rollout, namespace).await;
+    };
     if let Some(target) = get(&ctx.deployments, namespace, &spec.target_ref.name) {
         let service = get(&ctx.services, namespace, &spec.service.name);
         let world = World {
@@ -333,6 +348,15 @@ async fn hand_back(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<
             }
         }
     }
+    release_finalizer(ctx, rollout, namespace).await
+}
+
+/// The hand-back is done (or cannot be): the Rollout may go.
+async fn release_finalizer(
+    ctx: &Context,
+    rollout: &Rollout,
+    namespace: &str,
+) -> Result<Action, Error> {
     let finalizers: Vec<String> = rollout
         .finalizers()
         .iter()

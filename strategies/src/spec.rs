@@ -53,19 +53,20 @@ pub struct ServiceRef {
     pub name: String,
     /// The Service port the Ingress sends traffic to.
     #[serde(default = "default_port")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
     /// The container port (number or name) behind it; defaults to `port`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub target_port: Option<IntOrString>,
 }
 
-/// A port given by number or by name, as Kubernetes' IntOrString.
+/// A port given by number or by name, as Kubernetes' IntOrString. The schema cannot bound an
+/// int-or-string, so any integer is read here and a number outside 1..=65535 is an InvalidSpec.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum IntOrString {
     /// A port number.
-    Int(u16),
+    Int(i64),
     /// A named container port.
     String(String),
 }
@@ -200,6 +201,13 @@ pub struct BlueGreenSpec {
     pub scale_down_delay: Option<String>,
 }
 
+// Every integer the schema lets through must fit its Rust type, or one Rollout's value would fail
+// the decoding of the whole list the controller reads (formats like `uint32` bound nothing on a
+// real API server).
+const COUNT_MAX: u32 = u32::MAX;
+/// The largest integer kube-apiserver stores (int64).
+const REQUESTS_MAX: u64 = i64::MAX as u64;
+
 /// How candidates are judged. Unset fields come from the preset.
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -210,15 +218,19 @@ pub struct AnalysisSpec {
     pub interval: Option<String>,
     /// Failed checks tolerated in a release; one more rolls it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = COUNT_MAX))]
     pub failure_limit: Option<u32>,
     /// Inconclusive checks (no data, too little traffic) tolerated in a release; one more rolls it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = COUNT_MAX))]
     pub inconclusive_limit: Option<u32>,
     /// Checks whose queries failed tolerated in a release; one more rolls it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = COUNT_MAX))]
     pub error_limit: Option<u32>,
     /// Fewer candidate requests than this in a window makes a check inconclusive, not failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = REQUESTS_MAX))]
     pub min_requests: Option<u64>,
     /// The metrics each check queries; empty means the preset's.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

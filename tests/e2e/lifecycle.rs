@@ -116,6 +116,10 @@ async fn invalid_rollouts_are_reported_and_touch_no_traffic() {
             "service": {"name": "gateway-service"},
         }});
         env.create_rollout("gateway", gateway).await;
+        // There before the controller starts: the schema cannot bound an int-or-string, and this
+        // one once failed the decoding of the whole list, so that no Rollout was reconciled.
+        let port = json!({"spec": {"service": {"targetPort": 70000}}});
+        env.create_rollout("reporting-port", port).await;
         env.start_controller().await;
         env.wait_for_named("gateway", "gateway taken over", secs(20), |r| {
             phase(r) == Phase::Ready
@@ -129,9 +133,14 @@ async fn invalid_rollouts_are_reported_and_touch_no_traffic() {
         // ingress-nginx would treat a header value with a space as unset.
         let header = json!({"spec": {"strategy": {"canary": {"match": {"header": {"name": "x-canary", "value": "insider users"}}}}}});
         env.create_rollout("reporting-header", header).await;
+
         let invalid = [
             ("reporting-falling", "weights must rise strictly"),
             ("reporting-ghost", "Deployment erp-system/ghost not found"),
+            (
+                "reporting-port",
+                "spec.service.targetPort: must be 1..=65535, got 70000",
+            ),
             (
                 "reporting-header",
                 "\"insider users\" is not a header value ingress-nginx accepts",

@@ -44,7 +44,10 @@ pub(super) fn check_names(spec: &RolloutSpec, p: &mut Problems) {
         p.add("spec.service.port", "must be 1..=65535, got 0");
     }
     match &spec.service.target_port {
-        Some(IntOrString::Int(0)) => p.add("spec.service.targetPort", "must be 1..=65535, got 0"),
+        Some(IntOrString::Int(n)) if !(1..=65535).contains(n) => p.add(
+            "spec.service.targetPort",
+            format!("must be 1..=65535, got {n}"),
+        ),
         Some(IntOrString::String(name))
             if name.len() > 15
                 || !PORT_NAME.is_match(name)
