@@ -4,6 +4,7 @@
 mod apply;
 pub mod commands;
 mod observe;
+mod own_writes;
 mod reconcile;
 
 use std::future::Future;
@@ -55,6 +56,8 @@ pub struct Context {
     pub services: Store<Service>,
     pub ingresses: Store<Ingress>,
     pub recorder: Recorder,
+    /// Our latest write to each Rollout, so that no reconcile decides from a cache behind it.
+    pub own_writes: own_writes::OwnWrites,
 }
 
 impl Context {
@@ -147,6 +150,7 @@ pub async fn run(
                 instance: None,
             },
         ),
+        own_writes: own_writes::OwnWrites::default(),
     });
     let stores_ready = ready.clone();
     tokio::spawn(async move {

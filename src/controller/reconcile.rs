@@ -28,6 +28,8 @@ pub const FINALIZER: &str = "sluice.dev/hand-back";
 const INVALID_RECHECK: Duration = Duration::from_secs(300);
 /// How long a reconcile waits for the caches' first lists before it looks again later.
 const CACHE_SYNC_WAIT: Duration = Duration::from_secs(10);
+/// How soon to look again when the cache is behind our own last write to a Rollout.
+const STALE_RETRY: Duration = Duration::from_millis(100);
 
 pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = rollout.namespace().unwrap_or_default();
@@ -41,6 +43,17 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
         if !ctx.caches_synced(CACHE_SYNC_WAIT).await {
             tracing::debug!("caches not synced yet");
             return Ok(Action::requeue(Duration::from_secs(1)));
+        }
+        let (uid, version) = (
+            rollout.uid().unwrap_or_default(),
+            rollout.resource_version(),
+        );
+        if ctx
+            .own_writes
+            .is_stale(&uid, version.as_deref().unwrap_or_default())
+        {
+            tracing::debug!("the cache has not seen our last write yet");
+            return Ok(Action::requeue(STALE_RETRY));
         }
         if rollout.metadata.deletion_timestamp.is_some() {
             return hand_back(&ctx, &rollout, &namespace).await;
@@ -82,7 +95,15 @@ async fn set_finalizers(
         )
         .await
         .map_err(kube_err(action, "Rollout", namespace, &rollout.name_any()))?;
+    record_write(ctx, rollout);
     Ok(())
+}
+
+/// Remembers that we wrote `rollout` as read: later reconciles wait for the cache to move past it.
+fn record_write(ctx: &Context, rollout: &Rollout) {
+    if let (Some(uid), Some(version)) = (rollout.uid(), rollout.resource_version()) {
+        ctx.own_writes.wrote(&uid, &version);
+    }
 }
 
 async fn publish(ctx: &Context, rollout: &Rollout, notes: &[Note]) {
@@ -127,6 +148,7 @@ async fn write_status(
             namespace,
             &rollout.name_any(),
         ))?;
+    record_write(ctx, rollout);
     Ok(())
 }
 
@@ -364,6 +386,9 @@ async fn release_finalizer(
         .cloned()
         .collect();
     set_finalizers(ctx, rollout, namespace, finalizers, "remove finalizer from").await?;
+    if let Some(uid) = rollout.uid() {
+        ctx.own_writes.forget(&uid);
+    }
     publish(
         ctx,
         rollout,
