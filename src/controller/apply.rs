@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sluice_strategies::objects::{self, managed_labels, nginx};
 use sluice_strategies::plan::ReleasePlan;
 use sluice_strategies::release::{
-    CanaryRoute, Desired, REVISION_ANNOTATION, SlotSpec, slot_selector,
+    CanaryRoute, Desired, HandBack, REVISION_ANNOTATION, SlotSpec, slot_selector,
 };
 use sluice_strategies::status::Slot;
 
@@ -33,8 +33,9 @@ pub struct Target<'a> {
     pub deployment: &'a Deployment,
     pub service: Option<&'a Service>,
     pub ingress: Option<&'a Ingress>,
-    /// Canary Ingresses left from a canary spec (see `Desired::remove_canary_route`).
-    pub leftover_canaries: &'a [std::sync::Arc<Ingress>],
+    /// This Rollout's canary objects as observed (those `Desired::remove` names are deleted).
+    pub owned_ingresses: &'a [std::sync::Arc<Ingress>],
+    pub owned_services: &'a [std::sync::Arc<Service>],
     pub observed_slots: [Option<i32>; 2],
 }
 
@@ -83,14 +84,28 @@ pub async fn write(client: &kube::Client, t: &Target<'_>, desired: &Desired) -> 
     if let Some(route) = &desired.canary_route {
         apply_canary_ingress(client, t, route).await?;
     }
-    if desired.remove_canary_route {
-        remove_leftover_canaries(client, t).await?;
-    }
+    let remove = &desired.remove;
+    remove_owned(
+        client,
+        t.namespace,
+        t.owned_ingresses,
+        &remove.ingresses,
+        "Ingress",
+    )
+    .await?;
+    remove_owned(
+        client,
+        t.namespace,
+        t.owned_services,
+        &remove.services,
+        "Service",
+    )
+    .await?;
     for slot in shrinking {
         apply_slot(client, t, slot).await?;
     }
     if let Some(replicas) = desired.target_replicas {
-        scale_target(client, t, replicas).await?;
+        scale_target(client, t.namespace, t.deployment, replicas).await?;
     }
     Ok(())
 }
@@ -170,7 +185,7 @@ pub async fn write_service(
 }
 
 /// Replaces a Service's whole selector (a merge patch would keep keys the new selector lacks).
-pub async fn set_selector(
+async fn set_selector(
     client: &kube::Client,
     namespace: &str,
     name: &str,
@@ -240,36 +255,93 @@ async fn apply_canary_ingress(
     Ok(())
 }
 
-pub async fn scale_target(
+/// Sets `spec.replicas` of the user's Deployment, unless it has it already.
+async fn scale_target(
     client: &kube::Client,
-    t: &Target<'_>,
+    namespace: &str,
+    deployment: &Deployment,
     replicas: i32,
 ) -> Result<(), Error> {
-    if t.deployment.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
+    if deployment.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
         return Ok(());
     }
-    let name = t.deployment.name_any();
-    Api::<Deployment>::namespaced(client.clone(), t.namespace)
+    let name = deployment.name_any();
+    Api::<Deployment>::namespaced(client.clone(), namespace)
         .patch(
             &name,
             &patch_params(),
             &Patch::Merge(json!({"spec": {"replicas": replicas}})),
         )
         .await
-        .map_err(kube_err("scale", "Deployment", t.namespace, &name))?;
+        .map_err(kube_err("scale", "Deployment", namespace, &name))?;
     Ok(())
 }
 
-/// Deleting a canary Ingress sends its share back to the main one, whose Service selects a ready
-/// slot: safe at any point of a release.
-async fn remove_leftover_canaries(client: &kube::Client, t: &Target<'_>) -> Result<(), Error> {
-    let api = Api::<Ingress>::namespaced(client.clone(), t.namespace);
-    for canary in t.leftover_canaries {
-        let name = canary.name_any();
-        // The cache can be stale: delete exactly the object seen, never a newer one of that name.
+/// What a hand-back step writes to.
+pub struct HandBackTarget<'a> {
+    pub namespace: &'a str,
+    pub deployment: Option<&'a Deployment>,
+    pub service: Option<&'a Service>,
+    pub owned_ingresses: &'a [std::sync::Arc<Ingress>],
+    pub owned_services: &'a [std::sync::Arc<Service>],
+}
+
+/// Writes one step of the hand-back, in its order: the target scales up, the Service selects it
+/// again, then the canary objects go.
+pub async fn hand_back(
+    client: &kube::Client,
+    t: &HandBackTarget<'_>,
+    step: &HandBack,
+) -> Result<(), Error> {
+    if let (Some(deployment), Some(replicas)) = (t.deployment, step.target_replicas) {
+        scale_target(client, t.namespace, deployment, replicas).await?;
+    }
+    if let (Some(service), Some(selector)) = (t.service, &step.service_selector) {
+        let current = service.spec.as_ref().and_then(|s| s.selector.as_ref());
+        if current != Some(selector) {
+            set_selector(client, t.namespace, &service.name_any(), selector).await?;
+        }
+    }
+    remove_owned(
+        client,
+        t.namespace,
+        t.owned_ingresses,
+        &step.remove.ingresses,
+        "Ingress",
+    )
+    .await?;
+    remove_owned(
+        client,
+        t.namespace,
+        t.owned_services,
+        &step.remove.services,
+        "Service",
+    )
+    .await
+}
+
+/// Deletes those of `owned` named in `names`, each exactly as seen: the cache can be stale, and a
+/// newer object of that name (a uid precondition fails: 409) or one already gone (404) is not
+/// ours to delete.
+async fn remove_owned<K>(
+    client: &kube::Client,
+    namespace: &str,
+    owned: &[std::sync::Arc<K>],
+    names: &[String],
+    kind: &'static str,
+) -> Result<(), Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api = Api::<K>::namespaced(client.clone(), namespace);
+    for object in owned.iter().filter(|o| names.contains(&o.name_any())) {
+        let name = object.name_any();
         let params = DeleteParams {
             preconditions: Some(Preconditions {
-                uid: canary.uid(),
+                uid: object.uid(),
                 resource_version: None,
             }),
             ..DeleteParams::default()
@@ -277,7 +349,7 @@ async fn remove_leftover_canaries(client: &kube::Client, t: &Target<'_>) -> Resu
         match api.delete(&name, &params).await {
             Ok(_) => {}
             Err(kube::Error::Api(status)) if status.code == 404 || status.code == 409 => {}
-            Err(e) => return Err(kube_err("delete", "Ingress", t.namespace, &name)(e)),
+            Err(e) => return Err(kube_err("delete", kind, namespace, &name)(e)),
         }
     }
     Ok(())

@@ -16,11 +16,13 @@ use serde_json::Value;
 pub use sluice_strategies::names::{canary_ingress_name, canary_service_name, slot_name};
 use sluice_strategies::plan::{ForeignOwner, ReleasePlan, StrategyPlan};
 use sluice_strategies::release::{REVISION_ANNOTATION, SlotView, TargetView};
-use sluice_strategies::status::Slot;
+use sluice_strategies::status::{CanaryObjects, Slot};
+
+use sluice_strategies::RolloutSpec;
 
 use crate::crd::Rollout;
 
-use sluice_strategies::objects::nginx::{CANARY_ANNOTATION, WEIGHT_ANNOTATION};
+use sluice_strategies::objects::nginx::WEIGHT_ANNOTATION;
 
 pub fn get<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<std::sync::Arc<K>>
 where
@@ -118,10 +120,12 @@ pub struct Observed {
     pub service: Option<Arc<Service>>,
     /// The user's Ingress (canary strategy).
     pub ingress: Option<Arc<Ingress>>,
+    /// The canary Ingress the plan names, whoever owns it.
     pub canary_ingress: Option<Arc<Ingress>>,
-    /// Canary Ingresses this Rollout wrote under a canary spec, now that it is blue/green.
-    pub leftover_canaries: Vec<Arc<Ingress>>,
+    /// The canary Service the plan names, whoever owns it.
     pub canary_service: Option<Arc<Service>>,
+    /// This Rollout's canary objects.
+    pub owned: Owned,
     pub blue: Option<Arc<Deployment>>,
     pub green: Option<Arc<Deployment>>,
 }
@@ -141,38 +145,37 @@ impl Observed {
             StrategyPlan::BlueGreen(_) => None,
         };
         let slot = |slot: Slot| get(deployments, namespace, &slot_name(&plan.target, slot));
+        let canary_ingress_name =
+            ingress_name.map(|name| canary_ingress_name(name, &plan.service.name));
+        let canary_service_name = canary_service_name(&plan.service.name);
         Observed {
             target: get(deployments, namespace, &plan.target),
             service: get(services, namespace, &plan.service.name),
             ingress: ingress_name.and_then(|name| get(ingresses, namespace, name)),
-            canary_ingress: ingress_name.and_then(|name| {
-                get(
-                    ingresses,
-                    namespace,
-                    &canary_ingress_name(name, &plan.service.name),
-                )
-            }),
-            canary_service: get(
-                services,
-                namespace,
-                &canary_service_name(&plan.service.name),
-            ),
+            canary_ingress: canary_ingress_name
+                .as_ref()
+                .and_then(|name| get(ingresses, namespace, name)),
+            canary_service: get(services, namespace, &canary_service_name),
             blue: slot(Slot::Blue),
             green: slot(Slot::Green),
-            leftover_canaries: leftover_canaries(ingresses, rollout, plan),
+            owned: Owned::read_named(
+                ingresses,
+                services,
+                rollout,
+                canary_ingress_name,
+                canary_service_name,
+            ),
         }
     }
 
     /// The weight the core reads back: the canary Ingress's, or for blue/green the highest of
     /// those left from a canary spec.
-    pub fn canary_weight(&self) -> Option<u8> {
-        match &self.canary_ingress {
-            Some(canary) => Some(canary_weight(canary)),
-            None => self
-                .leftover_canaries
-                .iter()
-                .map(|i| canary_weight(i))
-                .max(),
+    pub fn canary_weight(&self, plan: &ReleasePlan) -> Option<u8> {
+        match &plan.strategy {
+            StrategyPlan::Canary(_) => self.canary_ingress.as_deref().map(canary_weight),
+            StrategyPlan::BlueGreen(_) => {
+                self.owned.ingresses.iter().map(|i| canary_weight(i)).max()
+            }
         }
     }
 
@@ -225,27 +228,79 @@ pub fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
         .find(|r| r.controller == Some(true))
 }
 
-/// Canary Ingresses a blue/green Rollout still owns from a canary spec. Only a Rollout whose status
-/// still carries a canary weight can have one, so the others never scan the cache.
-fn leftover_canaries(
-    ingresses: &Store<Ingress>,
-    rollout: &Rollout,
-    plan: &ReleasePlan,
-) -> Vec<Arc<Ingress>> {
-    let was_canary = rollout
-        .status
-        .as_ref()
-        .is_some_and(|s| s.canary_weight.is_some());
-    if matches!(plan.strategy, StrategyPlan::Canary(_)) || !was_canary {
-        return Vec::new();
+/// A Rollout's canary Ingresses and Services: those of the names its status records or its spec
+/// gives that exist and that it controls (see `CanaryObjects`).
+pub struct Owned {
+    pub ingresses: Vec<Arc<Ingress>>,
+    pub services: Vec<Arc<Service>>,
+}
+
+impl Owned {
+    /// For a hand-back: the names the status records and those the spec gives, whether or not
+    /// it resolves to a plan.
+    pub fn read(
+        ingresses: &Store<Ingress>,
+        services: &Store<Service>,
+        rollout: &Rollout,
+        spec: &RolloutSpec,
+    ) -> Owned {
+        let ingress = spec
+            .strategy
+            .canary
+            .as_ref()
+            .and_then(|c| c.ingress_ref.as_ref())
+            .map(|i| canary_ingress_name(&i.name, &spec.service.name));
+        let service = canary_service_name(&spec.service.name);
+        Owned::read_named(ingresses, services, rollout, ingress, service)
     }
-    let namespace = rollout.namespace();
-    let uid = rollout.uid();
-    ingresses
-        .state()
-        .into_iter()
-        .filter(|i| i.namespace() == namespace)
-        .filter(|i| controller(i.meta()).map(|o| Some(&o.uid)) == Some(uid.as_ref()))
-        .filter(|i| i.annotations().get(CANARY_ANNOTATION).map(String::as_str) == Some("true"))
+
+    fn read_named(
+        ingresses: &Store<Ingress>,
+        services: &Store<Service>,
+        rollout: &Rollout,
+        ingress: Option<String>,
+        service: String,
+    ) -> Owned {
+        let namespace = rollout.namespace().unwrap_or_default();
+        let uid = rollout.uid();
+        let recorded = rollout
+            .status
+            .as_ref()
+            .map(|s| s.canary_objects.clone())
+            .unwrap_or_default();
+        let ingress_names = recorded.ingresses.into_iter().chain(ingress);
+        let service_names = recorded.services.into_iter().chain(Some(service));
+        Owned {
+            ingresses: controlled(ingresses, &namespace, ingress_names, uid.as_deref()),
+            services: controlled(services, &namespace, service_names, uid.as_deref()),
+        }
+    }
+
+    /// Their names, for the core.
+    pub fn present(&self) -> CanaryObjects {
+        CanaryObjects {
+            ingresses: self.ingresses.iter().map(|i| i.name_any()).collect(),
+            services: self.services.iter().map(|s| s.name_any()).collect(),
+        }
+    }
+}
+
+/// The objects of these names (deduplicated) in the cache that the Rollout `uid` controls.
+fn controlled<K>(
+    store: &Store<K>,
+    namespace: &str,
+    names: impl Iterator<Item = String>,
+    uid: Option<&str>,
+) -> Vec<Arc<K>>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let mut names: Vec<String> = names.collect();
+    names.sort();
+    names.dedup();
+    names
+        .iter()
+        .filter_map(|name| get(store, namespace, name))
+        .filter(|object| controller(object.meta()).map(|o| o.uid.as_str()) == uid)
         .collect()
 }

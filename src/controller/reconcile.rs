@@ -4,14 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
 use sluice_strategies::plan::{ClusterFacts, cluster_problems};
-use sluice_strategies::release::{self, Note, PendingCommand, World};
+use sluice_strategies::release::{self, HandBackView, Note, PendingCommand, World};
 use sluice_strategies::resolve;
 use sluice_strategies::status::RolloutStatus;
 use tracing::Instrument;
@@ -19,7 +18,7 @@ use tracing::Instrument;
 use super::Context;
 use super::apply::{self, Target};
 use super::commands;
-use super::observe::{self, Observed, canary_ingress_name, get};
+use super::observe::{self, Observed, get};
 use crate::crd::Rollout;
 use crate::error::{Error, kube_err};
 
@@ -256,7 +255,8 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         blue: seen.blue.as_deref().map(observe::slot_view),
         green: seen.green.as_deref().map(observe::slot_view),
         service_selector: service.as_deref().map(observe::service_selector),
-        canary_weight: seen.canary_weight(),
+        canary_weight: seen.canary_weight(&plan),
+        present: seen.owned.present(),
         command: command.clone(),
         check: None,
     };
@@ -277,7 +277,8 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         deployment: &target,
         service: service.as_deref(),
         ingress: ingress.as_deref(),
-        leftover_canaries: &seen.leftover_canaries,
+        owned_ingresses: &seen.owned.ingresses,
+        owned_services: &seen.owned.services,
         observed_slots: [
             world.blue.as_ref().map(|s| s.replicas),
             world.green.as_ref().map(|s| s.replicas),
@@ -300,75 +301,32 @@ async fn hand_back(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<
         tracing::error!("the Rollout's spec cannot be read; releasing it without a hand-back");
         return release_finalizer(ctx, rollout, namespace).await;
     };
-    if let Some(target) = get(&ctx.deployments, namespace, &spec.target_ref.name) {
-        let service = get(&ctx.services, namespace, &spec.service.name);
-        let world = World {
-            now: Utc::now(),
-            generation: rollout.metadata.generation.unwrap_or(0),
-            target: observe::target_view(&target),
-            blue: None,
-            green: None,
-            service_selector: service.as_deref().map(observe::service_selector),
-            canary_weight: None,
-            command: None,
-            check: None,
-        };
-        let step = release::hand_back(&status, &world, observe::ready_of_current(&target));
-        tracing::info!(message = %step.message, "hand-back");
-        let deployments: Api<k8s_openapi::api::apps::v1::Deployment> =
-            Api::namespaced(ctx.client.clone(), namespace);
-        if world.target.replicas != step.target_replicas {
-            deployments
-                .patch(
-                    &target.name_any(),
-                    &PatchParams {
-                        field_manager: Some(super::FIELD_MANAGER.into()),
-                        ..PatchParams::default()
-                    },
-                    &Patch::Merge(json!({"spec": {"replicas": step.target_replicas}})),
-                )
-                .await
-                .map_err(kube_err(
-                    "scale back",
-                    "Deployment",
-                    namespace,
-                    &target.name_any(),
-                ))?;
-        }
-        if let (Some(selector), Some(_)) = (&step.service_selector, &service) {
-            apply::set_selector(&ctx.client, namespace, &spec.service.name, selector).await?;
-        }
-        if !step.done {
-            return Ok(Action::requeue(Duration::from_secs(1)));
-        }
-    }
-    if let Some(ingress) = spec
-        .strategy
-        .canary
-        .as_ref()
-        .and_then(|c| c.ingress_ref.as_ref())
-    {
-        let name = canary_ingress_name(&ingress.name, &spec.service.name);
-        // Only if it is this Rollout's: the canary Ingress of a shared Ingress can be another's.
-        let ours = get(&ctx.ingresses, namespace, &name).filter(|canary| {
-            observe::controller(canary.meta()).map(|o| &o.uid) == rollout.uid().as_ref()
-        });
-        if let Some(canary) = ours {
-            let params = DeleteParams {
-                preconditions: Some(Preconditions {
-                    uid: canary.uid(),
-                    resource_version: None,
-                }),
-                ..DeleteParams::default()
-            };
-            match Api::<Ingress>::namespaced(ctx.client.clone(), namespace)
-                .delete(&name, &params)
-                .await
-            {
-                Ok(_) | Err(kube::Error::Api(_)) => {}
-                Err(err) => return Err(kube_err("delete", "Ingress", namespace, &name)(err)),
-            }
-        }
+    let target = get(&ctx.deployments, namespace, &spec.target_ref.name);
+    let service = get(&ctx.services, namespace, &spec.service.name);
+    let owned = observe::Owned::read(&ctx.ingresses, &ctx.services, rollout, spec);
+    let present = owned.present();
+    let target_view = target.as_deref().map(observe::target_view);
+    let selector = service.as_deref().map(observe::service_selector);
+    let step = release::hand_back(
+        &status,
+        HandBackView {
+            target: target_view.as_ref(),
+            target_ready: target.as_deref().map_or(0, observe::ready_of_current),
+            service_selector: selector.as_ref(),
+            present: &present,
+        },
+    );
+    tracing::info!(message = %step.message, "hand-back");
+    let writes = apply::HandBackTarget {
+        namespace,
+        deployment: target.as_deref(),
+        service: service.as_deref(),
+        owned_ingresses: &owned.ingresses,
+        owned_services: &owned.services,
+    };
+    apply::hand_back(&ctx.client, &writes, &step).await?;
+    if !step.done {
+        return Ok(Action::requeue(Duration::from_secs(1)));
     }
     release_finalizer(ctx, rollout, namespace).await
 }

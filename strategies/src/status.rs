@@ -242,6 +242,29 @@ pub struct RolloutStatus {
     /// The Service's selector before sluice took it over, restored when the Rollout is deleted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original_selector: Option<std::collections::BTreeMap<String, String>>,
+    /// The canary Ingresses and Services sluice may have made for this Rollout and has not seen
+    /// gone: after a change of `ingressRef`, `service` or strategy, the ones no longer wanted are
+    /// deleted by these names, whatever the spec names now.
+    #[serde(default, skip_serializing_if = "CanaryObjects::is_empty")]
+    pub canary_objects: CanaryObjects,
+}
+
+/// Names of canary objects of one Rollout, each list sorted and without repeats.
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CanaryObjects {
+    /// Canary Ingresses (`<ingress>-<svc>-canary`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ingresses: Vec<String>,
+    /// Canary Services (`<svc>-canary`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub services: Vec<String>,
+}
+
+impl CanaryObjects {
+    pub fn is_empty(&self) -> bool {
+        self.ingresses.is_empty() && self.services.is_empty()
+    }
 }
 
 /// The release machine's states. The phase a person sees is derived from these.

@@ -118,3 +118,54 @@ async fn gateway_and_reporting_are_released_at_once_behind_one_ingress() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changing_the_ingress_mid_release_leaves_no_canary_ingress_behind() {
+    bounded(async {
+        let (env, _) = Env::taken_over(Setup::default(), json!({})).await;
+        // A second Ingress for reporting, on an internal host.
+        let mut internal = fixture("Ingress", crate::harness::INGRESS);
+        internal["metadata"] = json!({"name": "erp-internal", "namespace": NS,
+                                      "annotations": {"sandbox.sluice.dev/rps": "60"}});
+        internal["spec"]["rules"][0]["host"] = json!("erp.internal.example.com");
+        create::<k8s_openapi::api::networking::v1::Ingress>(&env.client, NS, internal).await;
+        env.set_image("erp/reporting:1.1.0").await;
+        let v2 = env.target_revision().await;
+        env.wait_canary_weight("20").await;
+
+        let changed = env
+            .rollouts()
+            .patch(
+                crate::harness::APP,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": {"strategy": {"canary": {"ingressRef": {"name": "erp-internal"}}}}})),
+            )
+            .await
+            .expect("the Rollout names another Ingress")
+            .metadata
+            .resource_version
+            .and_then(|rv| rv.parse::<u64>().ok())
+            .expect("a resourceVersion");
+        env.wait_for("v2 promoted", secs(60), |r| crate::harness::promoted(r, &v2))
+            .await;
+        let history = env.history();
+        let old = history.of("Ingress", CANARY_INGRESS);
+        assert!(
+            old.iter().any(|(rv, o)| *rv > changed && o.is_null()),
+            "the old canary Ingress was deleted: {:?}",
+            old.iter().map(|(rv, o)| (rv, weight_of(o))).collect::<Vec<_>>()
+        );
+        assert!(
+            history.ever("Ingress", "erp-internal-reporting-service-canary"),
+            "the new one took over"
+        );
+        let rollout = env.rollout().await;
+        assert_eq!(
+            status(&rollout).canary_objects.ingresses,
+            ["erp-internal-reporting-service-canary"],
+            "only the one the spec names is remembered"
+        );
+        env.finish().await;
+    })
+    .await;
+}

@@ -110,7 +110,6 @@ impl Machine<'_> {
             desired.target_replicas = Some(0);
         }
         self.keep_the_selected_slot_up(&mut desired.slots);
-        desired.remove_canary_route = self.canary().is_none() && self.world.canary_weight.is_some();
         desired.canary_route = match stage {
             _ if self.canary().is_none() => None,
             Stage::TakingOver => None,

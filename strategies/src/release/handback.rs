@@ -1,59 +1,85 @@
 //! Deleting a Rollout hands traffic back to the user's Deployment without a dropped request: the
 //! Deployment scales back up and must be ready before the Service selects it again; only then does
-//! sluice let its own objects go.
+//! sluice delete its canary objects and let the Rollout go.
 
 use std::collections::BTreeMap;
 
-use super::World;
-use crate::status::RolloutStatus;
+use super::TargetView;
+use crate::status::{CanaryObjects, RolloutStatus};
+
+/// What the hand-back looks at.
+#[derive(Debug, Clone, Copy)]
+pub struct HandBackView<'a> {
+    /// The user's Deployment; None when it is gone (nothing to hand back to).
+    pub target: Option<&'a TargetView>,
+    /// Its ready pods of its current template.
+    pub target_ready: i32,
+    /// The selector of Service `<svc>`; None when it does not exist.
+    pub service_selector: Option<&'a BTreeMap<String, String>>,
+    /// This Rollout's canary objects that exist.
+    pub present: &'a CanaryObjects,
+}
 
 /// One step of the hand-back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HandBack {
-    /// `spec.replicas` of the user's Deployment.
-    pub target_replicas: i32,
+    /// `spec.replicas` of the user's Deployment; None to leave it.
+    pub target_replicas: Option<i32>,
     /// The Service's selector to restore, once the Deployment is ready.
     pub service_selector: Option<BTreeMap<String, String>>,
-    /// Everything is back: the controller may remove its objects and the finalizer.
+    /// The canary objects to delete: once nothing depends on them any more.
+    pub remove: CanaryObjects,
+    /// Everything is back: the controller may let the Rollout go once `remove` is deleted.
     pub done: bool,
     /// For a person.
     pub message: String,
 }
 
-/// The next step of handing traffic back. `target_ready` is the user's Deployment's ready pods of
-/// its current template.
-pub fn hand_back(status: &RolloutStatus, world: &World, target_ready: i32) -> HandBack {
+/// The next step of handing traffic back.
+pub fn hand_back(status: &RolloutStatus, view: HandBackView<'_>) -> HandBack {
+    let finished = |message: &str| HandBack {
+        target_replicas: None,
+        service_selector: None,
+        remove: view.present.clone(),
+        done: true,
+        message: message.into(),
+    };
+    let Some(target) = view.target else {
+        return finished("the target is gone: nothing to hand back to");
+    };
+    if status.stage.is_none() {
+        // Never taken over: nothing of the user's was changed.
+        return finished("nothing to hand back");
+    }
     let replicas = status
         .replicas
-        .unwrap_or(world.target.replicas)
-        .max(world.target.replicas);
+        .unwrap_or(target.replicas)
+        .max(target.replicas);
     let selector = status
         .original_selector
         .clone()
-        .unwrap_or_else(|| world.target.selector.clone());
-    if status.stage.is_none() {
-        // Never taken over: nothing of the user's was changed.
+        .unwrap_or_else(|| target.selector.clone());
+    if view.target_ready < replicas {
         return HandBack {
-            target_replicas: world.target.replicas,
+            target_replicas: Some(replicas),
             service_selector: None,
-            done: true,
-            message: "nothing to hand back".into(),
-        };
-    }
-    if target_ready < replicas {
-        return HandBack {
-            target_replicas: replicas,
-            service_selector: None,
+            remove: CanaryObjects::default(),
             done: false,
             message: format!(
-                "handing back: the target scales to {replicas}, {target_ready}/{replicas} ready"
+                "handing back: the target scales to {replicas}, {}/{replicas} ready",
+                view.target_ready
             ),
         };
     }
-    let restored = world.service_selector.as_ref() == Some(&selector);
+    let restored = view.service_selector.is_none_or(|s| *s == selector);
     HandBack {
-        target_replicas: replicas,
-        service_selector: Some(selector),
+        target_replicas: Some(replicas),
+        service_selector: view.service_selector.is_some().then_some(selector),
+        remove: if restored {
+            view.present.clone()
+        } else {
+            CanaryObjects::default()
+        },
         done: restored,
         message: if restored {
             "handed back to the target".into()
@@ -70,26 +96,57 @@ mod tests {
     use crate::status::Verdict;
 
     #[test]
-    fn the_service_moves_back_only_once_the_target_is_ready() {
+    fn the_service_moves_back_only_once_the_target_is_ready_and_the_canary_objects_go_last() {
         let mut sim = Sim::taken_over(plan(serde_json::json!({})));
         sim.tick(1, Verdict::Pass);
-        let first = hand_back(&sim.status, &sim.world, 0);
+        let present = sim.status.canary_objects.clone();
+        assert!(!present.is_empty());
+        let view = |ready, selector| HandBackView {
+            target: Some(&sim.world.target),
+            target_ready: ready,
+            service_selector: selector,
+            present: &present,
+        };
+        let first = hand_back(&sim.status, view(0, sim.world.service_selector.as_ref()));
         assert_eq!(
             (
                 first.target_replicas,
                 first.service_selector.is_some(),
                 first.done
             ),
-            (2, false, false)
+            (Some(2), false, false)
         );
-        let second = hand_back(&sim.status, &sim.world, 2);
+        assert!(
+            first.remove.is_empty(),
+            "nothing goes while users depend on it"
+        );
+        let second = hand_back(&sim.status, view(2, sim.world.service_selector.as_ref()));
         assert_eq!(
             second.service_selector.as_ref().map(|s| s.len()),
             Some(1),
             "the original selector, without the slot"
         );
-        assert!(!second.done);
-        sim.world.service_selector = second.service_selector.clone();
-        assert!(hand_back(&sim.status, &sim.world, 2).done);
+        assert!(!second.done && second.remove.is_empty());
+        let restored = second.service_selector.clone();
+        let third = hand_back(&sim.status, view(2, restored.as_ref()));
+        assert!(third.done);
+        assert_eq!(third.remove, present);
+    }
+
+    #[test]
+    fn without_a_target_only_the_canary_objects_go() {
+        let sim = Sim::taken_over(plan(serde_json::json!({})));
+        let present = sim.status.canary_objects.clone();
+        let step = hand_back(
+            &sim.status,
+            HandBackView {
+                target: None,
+                target_ready: 0,
+                service_selector: None,
+                present: &present,
+            },
+        );
+        assert!(step.done && step.target_replicas.is_none() && step.service_selector.is_none());
+        assert_eq!(step.remove, present);
     }
 }

@@ -60,12 +60,9 @@ pub fn reconcile(plan: &ReleasePlan, status: &RolloutStatus, world: &World) -> D
         m.apply_check(check);
     }
     m.transition(command.as_ref());
-    if m.canary().is_none() {
-        // Blue/green has no canary weight; the status keeps one only while a canary Ingress left
-        // from a canary spec is still there, so that the controller keeps looking for it.
-        m.s.canary_weight = world.canary_weight;
-    }
-    let desired = m.desired();
+    let remove = m.track_canary_objects();
+    let mut desired = m.desired();
+    desired.remove = remove;
     let requeue_after = m.requeue_after();
     report::finish(&mut m.s, &plan.strategy, world, &m.target_revision);
     Decision {

@@ -13,6 +13,7 @@ mod commands;
 mod desired;
 mod handback;
 mod machine;
+mod owned;
 mod report;
 mod revision;
 #[cfg(test)]
@@ -33,10 +34,10 @@ use serde_json::Value;
 use crate::analysis::CheckOutcome;
 use crate::plan::{ReleasePlan, StrategyPlan};
 use crate::spec::TrafficMatch;
-use crate::status::{RolloutStatus, Slot, Stage};
+use crate::status::{CanaryObjects, RolloutStatus, Slot, Stage};
 
 pub use commands::{PendingCommand, command_nonce, pending_command};
-pub use handback::{HandBack, hand_back};
+pub use handback::{HandBack, HandBackView, hand_back};
 pub use report::{conditions_for_invalid, invalid_spec_status};
 pub use revision::{
     REVISION_ANNOTATION, SLOT_LABEL, VERSION_LABEL, canonical_json, slot_selector, slot_template,
@@ -127,9 +128,13 @@ pub struct World {
     pub green: Option<SlotView>,
     /// The selector of Service `<svc>`; None when it does not exist.
     pub service_selector: Option<BTreeMap<String, String>>,
-    /// The weight read back from `<ingress>-canary`; None when it does not exist. For blue/green,
-    /// the weight of a canary Ingress left from an earlier canary spec, if one is left.
+    /// The weight read back from the canary Ingress the plan names; None when it does not exist.
+    /// For blue/green, the highest weight of the canary Ingresses left from a canary spec (those
+    /// of [`World::present`]), if one is left.
     pub canary_weight: Option<u8>,
+    /// Which of the canary objects the status records, or the plan names, exist (and are this
+    /// Rollout's).
+    pub present: CanaryObjects,
     /// A command written into the Rollout, not yet removed.
     pub command: Option<Command>,
     /// The outcome of the analysis check the controller ran because [`analysis_due`] said so.
@@ -179,9 +184,9 @@ pub struct Desired {
     /// Slot `<svc>-canary` selects.
     pub canary_service: Option<Slot>,
     pub canary_route: Option<CanaryRoute>,
-    /// A canary Ingress this Rollout wrote under a canary spec must go (the spec is blue/green
-    /// now).
-    pub remove_canary_route: bool,
+    /// Canary objects of this Rollout that the plan no longer names: delete them (deleting a
+    /// canary Ingress sends its share back to the main one, safe at any point of a release).
+    pub remove: CanaryObjects,
     /// `spec.replicas` of the user's Deployment.
     pub target_replicas: Option<i32>,
 }

@@ -76,6 +76,7 @@ impl Sim {
             green: None,
             service_selector: Some(selector),
             canary_weight: None,
+            present: Default::default(),
             command: None,
             check: None,
         };
@@ -138,7 +139,23 @@ impl Sim {
         }
         if let Some(route) = &desired.canary_route {
             self.world.canary_weight = Some(route.weight);
+        } else if !desired.remove.ingresses.is_empty() {
+            // Blue/green reads back the canary Ingresses left from a canary spec: gone now.
+            self.world.canary_weight = None;
         }
+        // Every canary object the status records exists, but those just deleted.
+        let kept = |recorded: &[String], removed: &[String]| -> Vec<String> {
+            recorded
+                .iter()
+                .filter(|n| !removed.contains(n))
+                .cloned()
+                .collect()
+        };
+        let recorded = &self.status.canary_objects;
+        self.world.present = crate::status::CanaryObjects {
+            ingresses: kept(&recorded.ingresses, &desired.remove.ingresses),
+            services: kept(&recorded.services, &desired.remove.services),
+        };
         if let Some(replicas) = desired.target_replicas {
             self.world.target.replicas = replicas;
         }

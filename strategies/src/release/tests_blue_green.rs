@@ -324,22 +324,38 @@ fn a_canary_changed_to_blue_green_mid_release_goes_back_to_stable_and_starts_aga
     sim.plan = blue_green(json!({}));
     let decision = sim.tick(1, Verdict::Pass).clone();
     assert_eq!(sim.stage(), Stage::Superseding);
-    assert!(
-        decision.desired.remove_canary_route,
+    assert_eq!(
+        decision.desired.remove.ingresses,
+        ["erp-ingress-reporting-service-canary"],
         "the old canary Ingress goes"
     );
     assert_eq!(selected(&decision), Some("blue"));
+    // The deletion is not seen yet.
+    leftover(&mut sim, 10);
     sim.tick(1, Verdict::Pass);
     assert_eq!(
         sim.stage(),
         Stage::Superseding,
         "until the canary Ingress is gone"
     );
-    sim.world.canary_weight = None;
     sim.tick(1, Verdict::Pass);
     assert_eq!(sim.stage(), Stage::Starting);
     assert_eq!(sim.status.canary_weight, None);
+    assert!(
+        sim.status.canary_objects.ingresses.is_empty(),
+        "forgotten once gone"
+    );
     sim.run_until(Stage::Previewing, 1, Verdict::Pass, 5);
+}
+
+/// A canary Ingress of this Rollout still there with `weight`, deleted but not yet seen gone.
+fn leftover(sim: &mut Sim, weight: u8) {
+    let name = "erp-ingress-reporting-service-canary".to_string();
+    sim.world.canary_weight = Some(weight);
+    sim.world.present.ingresses = vec![name.clone()];
+    if !sim.status.canary_objects.ingresses.contains(&name) {
+        sim.status.canary_objects.ingresses.push(name);
+    }
 }
 
 #[test]
@@ -398,18 +414,27 @@ fn a_pause_ends_with_a_promote_so_verification_can_finish() {
 
 #[test]
 fn a_leftover_canary_ingress_holds_the_restart_even_at_weight_zero() {
-    let mut sim = previewing(json!({}));
-    // A header-matched canary Ingress left from a canary spec: weight 0, still routing.
-    sim.world.canary_weight = Some(0);
-    sim.plan = blue_green(json!({"strategy": {"blueGreen": {"previewDuration": "3m"}}}));
+    // A canary in its header phase: weight 0, but matching requests reach the candidate.
+    let header = json!({"strategy": {"canary": {"match": {"header": {"name": "x-canary", "value": "insider"}}}}});
+    let mut sim = Sim::taken_over(plan(header));
+    sim.release("erp/reporting:1.1");
+    sim.run_until(Stage::Matching, 1, Verdict::Pass, 5);
+    assert_eq!(sim.world.canary_weight, Some(0));
+    sim.plan = blue_green(json!({}));
     let decision = sim.tick(1, Verdict::Pass).clone();
-    assert!(decision.desired.remove_canary_route);
-    assert_eq!(
-        sim.status.canary_weight,
-        Some(0),
-        "kept so the controller keeps looking"
-    );
-    sim.world.canary_weight = None;
+    assert_eq!(sim.stage(), Stage::Superseding);
+    assert_eq!(decision.desired.remove.ingresses.len(), 1);
+    leftover(&mut sim, 0);
     sim.tick(1, Verdict::Pass);
-    assert_eq!(sim.status.canary_weight, None);
+    assert_eq!(
+        sim.stage(),
+        Stage::Superseding,
+        "at weight 0 its header match still routes: no restart while it is there"
+    );
+    sim.tick(1, Verdict::Pass);
+    assert_eq!(
+        sim.stage(),
+        Stage::Starting,
+        "gone: the release starts again"
+    );
 }
