@@ -178,21 +178,21 @@ impl Inner {
         sim.progress_deadline = Duration::from_secs(deadline);
         sim.spec = spec;
         self.deployments.insert(key.clone(), sim);
-        self.tick(&key, now);
         key
     }
 
-    /// Runs the controllers for `key` at `now` and sets a timer for its next pod change.
-    fn tick(&mut self, key: &Key, now: Instant) {
+    /// One step of the controllers for `key` at `now`, and a timer for its next pod change;
+    /// true if the step changed anything (another may follow at the same instant).
+    fn tick(&mut self, key: &Key, now: Instant) -> bool {
         let Some(sim) = self.deployments.get_mut(key) else {
-            return;
+            return false;
         };
         let had_new_set = sim.revisions.new_set(&sim.spec).is_some();
         let mut pods = Pods {
             deployment: &key.1,
             counter: &mut self.pod_counter,
         };
-        sim.revisions.reconcile(&sim.spec, now, &mut pods);
+        let changed = sim.revisions.step(&sim.spec, now, &mut pods);
         if !had_new_set && sim.revisions.new_set(&sim.spec).is_some() {
             sim.progress_at = now;
             let name = format!("{}-{}", key.1, sim.spec.hash);
@@ -209,6 +209,7 @@ impl Inner {
         if let Some(at) = next.filter(|&at| at > now) {
             self.timers.insert((at, key.clone()));
         }
+        changed
     }
 
     /// The status the Deployment should show now, as `syncDeploymentStatus` computes it.
@@ -440,8 +441,29 @@ impl Workloads {
             deployments.iter().map(|d| inner.observe(d, now)).collect()
         };
         for key in keys {
-            self.publish(store, kind, &key);
+            self.settle(store, kind, &key, now);
         }
+    }
+
+    /// Steps the controllers for `key` until they rest at `now`, publishing the status after
+    /// each step so the history shows every intermediate state a client could have read.
+    fn settle(&self, store: &Store, kind: &Arc<ResourceKind>, key: &Key, now: Instant) {
+        let limit = match self.lock().deployments.get(key) {
+            Some(sim) => sim.revisions.step_limit(&sim.spec),
+            None => return,
+        };
+        for _ in 0..limit {
+            let changed = self.lock().tick(key, now);
+            self.publish(store, kind, key);
+            if !changed {
+                return;
+            }
+        }
+        tracing::warn!(
+            "the rollout simulation of Deployment {}/{} did not settle in {limit} steps",
+            key.0,
+            key.1
+        );
     }
 
     fn on_event(&self, store: &Store, kind: &Arc<ResourceKind>, event: &WatchEvent) {
@@ -458,10 +480,13 @@ impl Workloads {
             .previous
             .as_ref()
             .is_some_and(|p| p.get("spec") == event.object.get("spec"));
-        if !spec_same {
-            self.lock().observe(&event.object, Instant::now());
+        if spec_same {
+            self.publish(store, kind, &key);
+            return;
         }
-        self.publish(store, kind, &key);
+        let now = Instant::now();
+        self.lock().observe(&event.object, now);
+        self.settle(store, kind, &key, now);
     }
 
     fn fire_timers(&self, store: &Store, kind: &Arc<ResourceKind>) {
@@ -480,8 +505,7 @@ impl Workloads {
         };
         for key in due {
             // A pod became ready or available, or a deadline passed: the controllers look again.
-            self.lock().tick(&key, now);
-            self.publish(store, kind, &key);
+            self.settle(store, kind, &key, now);
         }
     }
 
@@ -533,10 +557,14 @@ mod tests {
     /// Runs the controllers at `at` and returns the status, written back onto `d` as the
     /// store would, so the next status is computed against it.
     fn status_at(inner: &mut Inner, key: &Key, d: &mut Value, at: Instant) -> Value {
-        inner.tick(key, at);
-        let status = inner.status(key, d, at).expect("simulated");
-        d["status"] = status.clone();
-        status
+        loop {
+            let changed = inner.tick(key, at);
+            let status = inner.status(key, d, at).expect("simulated");
+            d["status"] = status.clone();
+            if !changed {
+                return status;
+            }
+        }
     }
 
     fn counts(status: &Value) -> [i64; 4] {
@@ -559,6 +587,8 @@ mod tests {
             "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "c", "image": "api:1"}]}}},
         });
         let key = inner.observe(&d, t0);
+        let created = status_at(&mut inner, &key, &mut d, t0);
+        assert_eq!(counts(&created), [2, 2, 0, 0]);
         assert_eq!(
             counts(&status_at(&mut inner, &key, &mut d, secs(2))),
             [2, 2, 2, 2]
@@ -592,12 +622,14 @@ mod tests {
             "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "c", "image": "api:1"}]}}},
         });
         let key = inner.observe(&d, t0);
+        status_at(&mut inner, &key, &mut d, t0);
         status_at(&mut inner, &key, &mut d, secs(2));
         d["spec"]["paused"] = json!(true);
         d["spec"]["replicas"] = json!(3);
         d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("api:2");
         d["metadata"]["generation"] = json!(2);
         inner.observe(&d, secs(2));
+        status_at(&mut inner, &key, &mut d, secs(2));
         let paused = status_at(&mut inner, &key, &mut d, secs(10));
         // Scaling still happens while paused, on the old template.
         assert_eq!(counts(&paused), [3, 0, 3, 3]);

@@ -201,21 +201,22 @@ impl Revisions {
             .sum()
     }
 
-    /// Runs both controllers until neither has anything left to do at `now`.
-    pub fn reconcile(&mut self, spec: &Spec, now: Instant, pods: &mut dyn PodFactory) {
-        // Each pass changes at least one replica count or pod; 4 × (replicas + surge + sets)
-        // passes bound any rollout, so the cap only guards against a bug looping forever.
-        let cap = 4 * (spec.replicas as usize + spec.max_surge() as usize + self.sets.len() + 4);
-        for _ in 0..cap {
-            let scaled = self.sync_deployment(spec, now);
-            let churned = self.sync_replica_sets(now, pods);
-            if !scaled && !churned {
-                break;
-            }
-        }
+    /// One sync of the Deployment controller, then of the ReplicaSet controller; true if
+    /// either changed something (the caller publishes a status after each step, as the
+    /// controller writes one after each scaling).
+    pub fn step(&mut self, spec: &Spec, now: Instant, pods: &mut dyn PodFactory) -> bool {
+        let scaled = self.sync_deployment(spec, now);
+        let churned = self.sync_replica_sets(now, pods);
         if self.complete(spec, now) || spec.paused {
             self.cleanup(spec);
         }
+        scaled || churned
+    }
+
+    /// The most steps a reconcile at one instant can take: each changes a replica count or a
+    /// pod, so this only guards against a bug looping forever.
+    pub fn step_limit(&self, spec: &Spec) -> usize {
+        4 * (spec.replicas as usize + spec.max_surge() as usize + self.sets.len() + 4)
     }
 
     /// The pods every ReplicaSet should have: new ones from its template, extra ones removed
