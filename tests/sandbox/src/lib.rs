@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use faults::Faults;
 use prometheus::{Prometheus, PrometheusError};
 use store::Store;
-use traffic::{ClusterView, ImageBehavior, TrafficEngine};
+use traffic::{ClusterView, ImageBehavior, IngressOptions, TrafficEngine};
 use workload::Workloads;
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +40,13 @@ pub enum SandboxError {
     Serve(std::io::Error),
     #[error(transparent)]
     Prometheus(#[from] PrometheusError),
+    #[error("invalid sandbox configuration: {0}")]
+    Config(String),
+    #[error("cannot create {what}: {source}")]
+    Setup {
+        what: &'static str,
+        source: store::ApiError,
+    },
     #[error("cannot write {path}: {source}")]
     Write {
         path: String,
@@ -63,6 +70,29 @@ pub struct SandboxConfig {
     pub bookmark_interval: Duration,
     /// Events kept for watch resumption and history.
     pub log_capacity: usize,
+    /// ingress-nginx's `--watch-ingress-without-class`: also route Ingresses that name no class.
+    pub watch_ingress_without_class: bool,
+    /// ingress-nginx's `--metrics-per-host`: request metrics carry a `host` label, and (unless
+    /// `metrics_per_undefined_host`) only requests for a host some Ingress declares are counted.
+    pub metrics_per_host: bool,
+    /// ingress-nginx's `--metrics-per-undefined-host`: count requests for undeclared hosts too.
+    pub metrics_per_undefined_host: bool,
+}
+
+impl SandboxConfig {
+    fn ingress_options(&self) -> Result<IngressOptions, SandboxError> {
+        // ingress-nginx refuses to start with this combination.
+        if self.metrics_per_undefined_host && !self.metrics_per_host {
+            return Err(SandboxError::Config(
+                "metrics_per_undefined_host requires metrics_per_host".into(),
+            ));
+        }
+        Ok(IngressOptions {
+            watch_without_class: self.watch_ingress_without_class,
+            metrics_per_host: self.metrics_per_host,
+            metrics_per_undefined_host: self.metrics_per_undefined_host,
+        })
+    }
 }
 
 impl Default for SandboxConfig {
@@ -75,6 +105,9 @@ impl Default for SandboxConfig {
             traffic_tick: Duration::from_millis(200),
             bookmark_interval: Duration::from_secs(5),
             log_capacity: store::DEFAULT_LOG_CAPACITY,
+            watch_ingress_without_class: false,
+            metrics_per_host: true,
+            metrics_per_undefined_host: false,
         }
     }
 }
@@ -95,6 +128,7 @@ impl Sandbox {
     /// Binds 127.0.0.1:`config.port` and starts the API server, the simulators and (if asked)
     /// Prometheus.
     pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        let ingress_options = config.ingress_options()?;
         let addr = SocketAddr::from(([127, 0, 0, 1], config.port));
         let listener = TcpListener::bind(addr)
             .await
@@ -103,11 +137,13 @@ impl Sandbox {
             .local_addr()
             .map_err(|source| SandboxError::Bind { addr, source })?;
         let store = Arc::new(Store::new(config.log_capacity));
+        install_ingress_class(&store)?;
         let faults = Arc::new(Faults::default());
         let workloads = Arc::new(Workloads::default());
-        let traffic = Arc::new(Mutex::new(TrafficEngine::new(
+        let traffic = Arc::new(Mutex::new(TrafficEngine::with_options(
             config.seed,
             config.image_behaviors.clone(),
+            ingress_options,
         )));
         let (stop, stopped) = watch::channel(false);
 
@@ -249,6 +285,36 @@ pub fn write_file(path: &Path, text: &str) -> Result<(), SandboxError> {
     })
 }
 
+/// The IngressClass that installing ingress-nginx creates (its chart does not mark it default).
+fn install_ingress_class(store: &Store) -> Result<(), SandboxError> {
+    let setup = |source| SandboxError::Setup {
+        what: "IngressClass nginx",
+        source,
+    };
+    let kind = store
+        .resolve("networking.k8s.io", "v1", "ingressclasses")
+        .ok_or_else(|| {
+            setup(store::ApiError::not_found(
+                "networking.k8s.io",
+                "ingressclasses",
+                "nginx",
+            ))
+        })?;
+    let body = serde_json::json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "IngressClass",
+        "metadata": {
+            "name": traffic::class::DEFAULT_CLASS,
+            "labels": {"app.kubernetes.io/name": "ingress-nginx", "app.kubernetes.io/component": "controller"},
+        },
+        "spec": {"controller": traffic::class::CONTROLLER},
+    });
+    store
+        .create(&kind, "", body, &store::WriteOptions::default())
+        .map(|_| ())
+        .map_err(setup)
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
         .lock()
@@ -310,6 +376,7 @@ async fn drive_traffic(
         // Namespaces in order, objects in store order: the same sources in the same order as a
         // view of the whole cluster, so the same seed still gives the same outcomes.
         let mut view = ClusterView {
+            ingress_classes: store.list_all("networking.k8s.io", "ingressclasses", None),
             ingresses: Vec::new(),
             services: Vec::new(),
             pods: Vec::new(),

@@ -1,4 +1,6 @@
-//! `sluice-sandbox up --port P --kubeconfig FILE [--prometheus] [--env-file FILE] [--seed N]`
+//! `sluice-sandbox up --port P --kubeconfig FILE [--prometheus] [--env-file FILE] [--seed N]
+//! [--image-behavior R=..] [--watch-ingress-without-class] [--metrics-per-host=BOOL]
+//! [--metrics-per-undefined-host=BOOL]`
 
 use std::path::PathBuf;
 
@@ -40,6 +42,16 @@ enum Command {
         /// Behaviour by image, e.g. 'reporting:2\..*=error-rate:0.3,latency-ms:400,max-rps:50' (repeatable).
         #[arg(long = "image-behavior")]
         image_behaviors: Vec<ImageBehavior>,
+        /// As ingress-nginx's flag: also route Ingresses that name no class.
+        #[arg(long)]
+        watch_ingress_without_class: bool,
+        /// As ingress-nginx's flag: request metrics per host (a `host` label; requests for hosts
+        /// no Ingress declares are not counted unless --metrics-per-undefined-host).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        metrics_per_host: bool,
+        /// As ingress-nginx's flag: count requests for hosts no Ingress declares too.
+        #[arg(long, default_value_t = false, action = clap::ArgAction::Set)]
+        metrics_per_undefined_host: bool,
     },
 }
 
@@ -58,6 +70,9 @@ async fn main() -> anyhow::Result<()> {
         env_file,
         seed,
         image_behaviors,
+        watch_ingress_without_class,
+        metrics_per_host,
+        metrics_per_undefined_host,
     } = Cli::parse().command;
     // Handlers first: once the kubeconfig exists a caller may signal at once, and a signal that
     // arrived before them would be lost (inherited SIG_IGN) or kill the process (SIG_DFL).
@@ -67,6 +82,9 @@ async fn main() -> anyhow::Result<()> {
         seed,
         prometheus,
         image_behaviors,
+        watch_ingress_without_class,
+        metrics_per_host,
+        metrics_per_undefined_host,
         ..SandboxConfig::default()
     };
     let sandbox = Sandbox::start(config)

@@ -1,6 +1,7 @@
-//! The workload simulator: each Deployment gets simulated pods that become ready after the delay
-//! its pod template asks for, and a status that follows, as the Deployment and ReplicaSet
-//! controllers and the kubelet would report it.
+//! The workload simulator: each Deployment gets simulated ReplicaSets and pods that become ready
+//! after the delay its pod template asks for, rolled out as the Deployment controller does (see
+//! [`rollout`]), and a status that follows, as the Deployment and ReplicaSet controllers and the
+//! kubelet would report it.
 //!
 //! Pod template annotations (contract): `sandbox.sluice.dev/ready-after` (duration, default 1s),
 //! `sandbox.sluice.dev/never-ready: "true"`.
@@ -16,6 +17,9 @@ use tokio::time::Instant;
 use crate::store::{EventType, ResourceKind, Store, WatchEvent, now_rfc3339};
 use crate::traffic::PodView;
 
+mod rollout;
+use rollout::{Counts, PodFactory, Revisions, SimPod, Spec};
+
 pub const READY_AFTER: &str = "sandbox.sluice.dev/ready-after";
 pub const NEVER_READY: &str = "sandbox.sluice.dev/never-ready";
 const DEFAULT_READY_AFTER: Duration = Duration::from_secs(1);
@@ -24,25 +28,18 @@ const SAFE_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
 
 type Key = (String, String);
 
-#[derive(Debug, Clone)]
-struct SimPod {
-    name: String,
-    hash: String,
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
-    images: Vec<String>,
-    /// None: never ready.
-    ready_at: Option<Instant>,
-}
-
 #[derive(Debug)]
 struct DeploymentSim {
     generation: i64,
-    hash: String,
-    desired: usize,
-    pods: Vec<SimPod>,
-    progress_since: Instant,
+    spec: Spec,
+    revisions: Revisions,
+    /// When the rollout last made progress (or was resumed, or got a new ReplicaSet): the
+    /// progress deadline counts from here, as from the Progressing condition's lastUpdateTime.
+    progress_at: Instant,
     progress_deadline: Duration,
+    /// A Progressing reason set outside of status updates (new ReplicaSet, resume), shown until
+    /// progress, completion or the deadline replaces it.
+    note: Option<(&'static str, String)>,
 }
 
 #[derive(Default)]
@@ -105,10 +102,17 @@ fn safe_string(mut n: u64, len: usize) -> String {
         .collect()
 }
 
-impl Inner {
-    fn new_pod(&mut self, deployment: &str, hash: &str, template: &Value, now: Instant) -> SimPod {
-        self.pod_counter += 1;
-        let mixed = self.pod_counter.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (self.pod_counter >> 7);
+/// Pods for one Deployment's ReplicaSets, named and timed as the kubelet would make them ready.
+struct Pods<'a> {
+    deployment: &'a str,
+    counter: &'a mut u64,
+}
+
+impl PodFactory for Pods<'_> {
+    fn pod(&mut self, hash: &str, template: &Value, now: Instant) -> SimPod {
+        *self.counter += 1;
+        let serial = *self.counter;
+        let mixed = serial.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (serial >> 7);
         let annotations = string_map(template.pointer("/metadata/annotations"));
         let mut labels = string_map(template.pointer("/metadata/labels"));
         labels.insert("pod-template-hash".into(), hash.to_string());
@@ -129,37 +133,27 @@ impl Inner {
             .filter_map(|c| c.get("image").and_then(Value::as_str).map(str::to_string))
             .collect();
         SimPod {
-            name: format!("{deployment}-{hash}-{}", safe_string(mixed, 5)),
-            hash: hash.into(),
+            name: format!("{}-{hash}-{}", self.deployment, safe_string(mixed, 5)),
             labels,
             annotations,
             images,
             ready_at,
+            serial,
         }
     }
+}
 
-    /// Brings the simulated pods in line with the Deployment's spec.
+const DEFAULT_PROGRESS_DEADLINE_S: u64 = 600;
+
+impl Inner {
+    /// Takes in a new spec of a Deployment and lets the controllers act on it.
     fn observe(&mut self, deployment: &Value, now: Instant) -> Key {
-        let ns = deployment
-            .pointer("/metadata/namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let name = deployment
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
-        let key = (ns, name.clone());
+        let key = key_of(deployment);
         let template = deployment
             .pointer("/spec/template")
             .cloned()
             .unwrap_or(json!({}));
-        let hash = template_hash(&template);
-        let desired = deployment
-            .pointer("/spec/replicas")
-            .and_then(Value::as_u64)
-            .unwrap_or(1) as usize;
+        let spec = Spec::parse(deployment, template_hash(&template));
         let generation = deployment
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -167,138 +161,97 @@ impl Inner {
         let deadline = deployment
             .pointer("/spec/progressDeadlineSeconds")
             .and_then(Value::as_u64)
-            .unwrap_or(600);
+            .unwrap_or(DEFAULT_PROGRESS_DEADLINE_S);
         let mut sim = self.deployments.remove(&key).unwrap_or(DeploymentSim {
             generation: -1,
-            hash: String::new(),
-            desired: 0,
-            pods: Vec::new(),
-            progress_since: now,
+            spec: spec.clone(),
+            revisions: Revisions::default(),
+            progress_at: now,
             progress_deadline: Duration::from_secs(deadline),
+            note: None,
         });
+        if sim.spec.paused && !spec.paused {
+            sim.progress_at = now;
+            sim.note = Some(("DeploymentResumed", "Deployment is resumed".into()));
+        }
+        sim.generation = generation;
         sim.progress_deadline = Duration::from_secs(deadline);
-        if sim.generation != generation {
-            sim.generation = generation;
-            sim.progress_since = now;
-        }
-        if sim.hash != hash {
-            // A new revision: pods of revisions that never became ready go at once; ready ones
-            // keep serving until the new revision is fully ready (a surge rollout).
-            sim.pods.retain(|p| p.ready_at.is_some_and(|t| t <= now));
-            sim.hash = hash.clone();
-        }
-        let current: Vec<usize> = (0..sim.pods.len())
-            .filter(|&i| sim.pods[i].hash == hash)
-            .collect();
-        if current.len() > desired {
-            // Scale down: not-ready pods first, then the newest.
-            let mut doomed: Vec<usize> = current.clone();
-            doomed.sort_by_key(|&i| {
-                (
-                    sim.pods[i].ready_at.is_some_and(|t| t <= now),
-                    std::cmp::Reverse(i),
-                )
-            });
-            let doomed: BTreeSet<usize> =
-                doomed.into_iter().take(current.len() - desired).collect();
-            let mut index = 0;
-            sim.pods.retain(|_| {
-                let keep = !doomed.contains(&index);
-                index += 1;
-                keep
-            });
-        }
-        for _ in current.len()..desired {
-            let pod = self.new_pod(&name, &hash, &template, now);
-            if let Some(at) = pod.ready_at {
-                self.timers.insert((at, key.clone()));
-            }
-            sim.pods.push(pod);
-        }
-        sim.desired = desired;
-        self.timers
-            .insert((sim.progress_since + sim.progress_deadline, key.clone()));
+        sim.spec = spec;
         self.deployments.insert(key.clone(), sim);
         key
     }
 
-    /// The status the Deployment should show now (and finishes a rollout whose new pods are ready).
+    /// One step of the controllers for `key` at `now`, and a timer for its next pod change;
+    /// true if the step changed anything (another may follow at the same instant).
+    fn tick(&mut self, key: &Key, now: Instant) -> bool {
+        let Some(sim) = self.deployments.get_mut(key) else {
+            return false;
+        };
+        let had_new_set = sim.revisions.new_set(&sim.spec).is_some();
+        let mut pods = Pods {
+            deployment: &key.1,
+            counter: &mut self.pod_counter,
+        };
+        let changed = sim.revisions.step(&sim.spec, now, &mut pods);
+        if !had_new_set && sim.revisions.new_set(&sim.spec).is_some() {
+            sim.progress_at = now;
+            let name = format!("{}-{}", key.1, sim.spec.hash);
+            sim.note = Some((
+                "NewReplicaSetCreated",
+                format!("Created new replica set \"{name}\""),
+            ));
+        }
+        let mut next = sim.revisions.next_change(&sim.spec, now);
+        if !sim.spec.paused && !sim.revisions.complete(&sim.spec, now) {
+            let deadline = sim.progress_at + sim.progress_deadline;
+            next = Some(next.map_or(deadline, |n| n.min(deadline)));
+        }
+        if let Some(at) = next.filter(|&at| at > now) {
+            self.timers.insert((at, key.clone()));
+        }
+        changed
+    }
+
+    /// The status the Deployment should show now, as `syncDeploymentStatus` computes it.
     fn status(&mut self, key: &Key, deployment: &Value, now: Instant) -> Option<Value> {
         let sim = self.deployments.get_mut(key)?;
-        let is_ready = |p: &SimPod| p.ready_at.is_some_and(|t| t <= now);
-        let updated_ready = sim
-            .pods
-            .iter()
-            .filter(|p| p.hash == sim.hash && is_ready(p))
-            .count();
-        if updated_ready >= sim.desired {
-            let hash = sim.hash.clone();
-            sim.pods.retain(|p| p.hash == hash);
-        }
-        let replicas = sim.pods.len();
-        let updated = sim.pods.iter().filter(|p| p.hash == sim.hash).count();
-        let ready = sim.pods.iter().filter(|p| is_ready(p)).count();
-        let desired = sim.desired;
-        let max_unavailable = max_unavailable(deployment, desired);
-        let complete = updated == desired && replicas == desired && updated_ready >= desired;
-        let replica_set = format!("{}-{}", key.1, sim.hash);
-        let available = if ready + max_unavailable >= desired {
-            (
+        let counts = sim.revisions.counts(&sim.spec, now);
+        let previous = deployment.get("status");
+        let conditions = previous
+            .and_then(|s| s.get("conditions"))
+            .and_then(Value::as_array);
+        let old = |kind: &str| conditions.and_then(|c| c.iter().find(|c| c["type"] == kind));
+        let available = if counts.available >= sim.spec.replicas - sim.spec.max_unavailable() {
+            Condition::new(
                 "True",
                 "MinimumReplicasAvailable",
-                "Deployment has minimum availability.".to_string(),
+                "Deployment has minimum availability.",
             )
         } else {
-            (
+            Condition::new(
                 "False",
                 "MinimumReplicasUnavailable",
-                "Deployment does not have minimum availability.".to_string(),
+                "Deployment does not have minimum availability.",
             )
         };
-        let progressing = if complete {
-            (
-                "True",
-                "NewReplicaSetAvailable",
-                format!("ReplicaSet \"{replica_set}\" has successfully progressed."),
-            )
-        } else if now >= sim.progress_since + sim.progress_deadline {
-            (
-                "False",
-                "ProgressDeadlineExceeded",
-                format!("ReplicaSet \"{replica_set}\" has timed out progressing."),
-            )
-        } else {
-            (
-                "True",
-                "ReplicaSetUpdated",
-                format!("ReplicaSet \"{replica_set}\" is progressing."),
-            )
-        };
-        let previous = deployment
-            .pointer("/status/conditions")
-            .and_then(Value::as_array);
-        let condition = |kind: &str, (status, reason, message): (&str, &str, String)| {
-            let old = previous.and_then(|c| c.iter().find(|c| c["type"] == kind));
-            let same_status = old.is_some_and(|o| o["status"] == status);
-            let same_reason = same_status && old.is_some_and(|o| o["reason"] == reason);
-            let now_text = now_rfc3339();
-            json!({
-                "type": kind, "status": status, "reason": reason, "message": message,
-                "lastUpdateTime": if same_reason { old.map(|o| o["lastUpdateTime"].clone()).unwrap_or(json!(now_text)) } else { json!(now_text) },
-                "lastTransitionTime": if same_status { old.map(|o| o["lastTransitionTime"].clone()).unwrap_or(json!(now_text)) } else { json!(now_text) },
-            })
-        };
+        let progressing = progressing(sim, &key.1, counts, previous, old("Progressing"), now);
         let mut status = json!({
             "observedGeneration": sim.generation,
-            "conditions": [condition("Available", available), condition("Progressing", progressing)],
+            "conditions": [
+                available.render("Available", old("Available")),
+                progressing.render("Progressing", old("Progressing")),
+            ],
         });
         // The real status omits zero counts (omitempty): clients must treat absent as 0.
         for (field, count) in [
-            ("replicas", replicas),
-            ("updatedReplicas", updated),
-            ("readyReplicas", ready),
-            ("availableReplicas", ready),
-            ("unavailableReplicas", desired.saturating_sub(ready)),
+            ("replicas", counts.replicas),
+            ("updatedReplicas", counts.updated),
+            ("readyReplicas", counts.ready),
+            ("availableReplicas", counts.available),
+            (
+                "unavailableReplicas",
+                (sim.spec.replicas - counts.available).max(0),
+            ),
         ] {
             if count > 0 {
                 status[field] = json!(count);
@@ -312,35 +265,124 @@ impl Inner {
             .iter()
             .filter(|((ns, _), _)| wanted(ns))
             .flat_map(|((ns, _), sim)| {
-                sim.pods.iter().map(move |p| PodView {
-                    namespace: ns.clone(),
-                    name: p.name.clone(),
-                    labels: p.labels.clone(),
-                    annotations: p.annotations.clone(),
-                    images: p.images.clone(),
-                    ready: p.ready_at.is_some_and(|t| t <= now),
-                })
+                sim.revisions
+                    .sets
+                    .iter()
+                    .flat_map(|rs| rs.pods.iter())
+                    .map(move |p| PodView {
+                        namespace: ns.clone(),
+                        name: p.name.clone(),
+                        labels: p.labels.clone(),
+                        annotations: p.annotations.clone(),
+                        images: p.images.clone(),
+                        ready: p.ready(now),
+                    })
             })
             .collect()
     }
 }
 
-/// `maxUnavailable` of a RollingUpdate strategy (an int or a percent rounded down; default 25%).
-fn max_unavailable(deployment: &Value, desired: usize) -> usize {
-    if deployment
-        .pointer("/spec/strategy/type")
-        .and_then(Value::as_str)
-        == Some("Recreate")
-    {
-        return 0;
-    }
-    match deployment.pointer("/spec/strategy/rollingUpdate/maxUnavailable") {
-        Some(Value::Number(n)) => n.as_u64().unwrap_or(0) as usize,
-        Some(Value::String(percent)) => {
-            let p: usize = percent.trim_end_matches('%').parse().unwrap_or(25);
-            desired * p / 100
+/// A Deployment condition before its timestamps are decided.
+struct Condition {
+    status: String,
+    reason: String,
+    message: String,
+    /// Progress was just made: lastUpdateTime moves even though the reason stays.
+    touched: bool,
+}
+
+impl Condition {
+    fn new(status: &str, reason: &str, message: impl Into<String>) -> Self {
+        Condition {
+            status: status.into(),
+            reason: reason.into(),
+            message: message.into(),
+            touched: false,
         }
-        _ => desired / 4,
+    }
+
+    /// lastTransitionTime moves with the status, lastUpdateTime with the reason (or progress).
+    fn render(&self, kind: &str, old: Option<&Value>) -> Value {
+        let same_status = old.is_some_and(|o| o["status"] == self.status.as_str());
+        let same_reason = same_status && old.is_some_and(|o| o["reason"] == self.reason.as_str());
+        let now_text = json!(now_rfc3339());
+        let kept = |field: &str, keep: bool| match old {
+            Some(o) if keep => o[field].clone(),
+            _ => now_text.clone(),
+        };
+        json!({
+            "type": kind, "status": self.status, "reason": self.reason, "message": self.message,
+            "lastUpdateTime": kept("lastUpdateTime", same_reason && !self.touched),
+            "lastTransitionTime": kept("lastTransitionTime", same_status),
+        })
+    }
+}
+
+/// The Progressing condition: `checkPausedConditions`, then `syncRolloutStatus` (complete,
+/// progressing, timed out, else unchanged).
+fn progressing(
+    sim: &mut DeploymentSim,
+    name: &str,
+    counts: Counts,
+    previous: Option<&Value>,
+    old: Option<&Value>,
+    now: Instant,
+) -> Condition {
+    let replica_set = format!("{name}-{}", sim.spec.hash);
+    let old_reason = old.and_then(|c| c["reason"].as_str()).unwrap_or("");
+    let timed_out = || {
+        Condition::new(
+            "False",
+            "ProgressDeadlineExceeded",
+            format!("ReplicaSet \"{replica_set}\" has timed out progressing."),
+        )
+    };
+    if sim.spec.paused {
+        // A reported lack of progress is not overwritten by the pause.
+        if old_reason == "ProgressDeadlineExceeded" {
+            return timed_out();
+        }
+        return Condition::new("Unknown", "DeploymentPaused", "Deployment is paused");
+    }
+    if sim.revisions.complete(&sim.spec, now) {
+        sim.note = None;
+        let message = format!("ReplicaSet \"{replica_set}\" has successfully progressed.");
+        return Condition::new("True", "NewReplicaSetAvailable", message);
+    }
+    if counts.progressed_since(&Counts::of_status(previous)) {
+        sim.note = None;
+        sim.progress_at = now;
+        let message = format!("ReplicaSet \"{replica_set}\" is progressing.");
+        let mut condition = Condition::new("True", "ReplicaSetUpdated", message);
+        condition.touched = true;
+        return condition;
+    }
+    let deadline_passed = now >= sim.progress_at + sim.progress_deadline;
+    if old_reason == "ProgressDeadlineExceeded"
+        || (old_reason != "NewReplicaSetAvailable" && deadline_passed)
+    {
+        sim.note = None;
+        return timed_out();
+    }
+    if let Some((reason, message)) = &sim.note {
+        let status = if *reason == "DeploymentResumed" {
+            "Unknown"
+        } else {
+            "True"
+        };
+        return Condition::new(status, reason, message.clone());
+    }
+    match old {
+        Some(o) => Condition::new(
+            o["status"].as_str().unwrap_or("True"),
+            o["reason"].as_str().unwrap_or("ReplicaSetUpdated"),
+            o["message"].as_str().unwrap_or(""),
+        ),
+        None => Condition::new(
+            "True",
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{replica_set}\" is progressing."),
+        ),
     }
 }
 
@@ -399,8 +441,29 @@ impl Workloads {
             deployments.iter().map(|d| inner.observe(d, now)).collect()
         };
         for key in keys {
-            self.publish(store, kind, &key);
+            self.settle(store, kind, &key, now);
         }
+    }
+
+    /// Steps the controllers for `key` until they rest at `now`, publishing the status after
+    /// each step so the history shows every intermediate state a client could have read.
+    fn settle(&self, store: &Store, kind: &Arc<ResourceKind>, key: &Key, now: Instant) {
+        let limit = match self.lock().deployments.get(key) {
+            Some(sim) => sim.revisions.step_limit(&sim.spec),
+            None => return,
+        };
+        for _ in 0..limit {
+            let changed = self.lock().tick(key, now);
+            self.publish(store, kind, key);
+            if !changed {
+                return;
+            }
+        }
+        tracing::warn!(
+            "the rollout simulation of Deployment {}/{} did not settle in {limit} steps",
+            key.0,
+            key.1
+        );
     }
 
     fn on_event(&self, store: &Store, kind: &Arc<ResourceKind>, event: &WatchEvent) {
@@ -417,10 +480,13 @@ impl Workloads {
             .previous
             .as_ref()
             .is_some_and(|p| p.get("spec") == event.object.get("spec"));
-        if !spec_same {
-            self.lock().observe(&event.object, Instant::now());
+        if spec_same {
+            self.publish(store, kind, &key);
+            return;
         }
-        self.publish(store, kind, &key);
+        let now = Instant::now();
+        self.lock().observe(&event.object, now);
+        self.settle(store, kind, &key, now);
     }
 
     fn fire_timers(&self, store: &Store, kind: &Arc<ResourceKind>) {
@@ -438,7 +504,8 @@ impl Workloads {
             due
         };
         for key in due {
-            self.publish(store, kind, &key);
+            // A pod became ready or available, or a deadline passed: the controllers look again.
+            self.settle(store, kind, &key, now);
         }
     }
 
@@ -487,41 +554,106 @@ mod tests {
         assert_eq!(parse_duration("5"), None);
     }
 
+    /// Runs the controllers at `at` and returns the status, written back onto `d` as the
+    /// store would, so the next status is computed against it.
+    fn status_at(inner: &mut Inner, key: &Key, d: &mut Value, at: Instant) -> Value {
+        loop {
+            let changed = inner.tick(key, at);
+            let status = inner.status(key, d, at).expect("simulated");
+            d["status"] = status.clone();
+            if !changed {
+                return status;
+            }
+        }
+    }
+
+    fn counts(status: &Value) -> [i64; 4] {
+        [
+            "replicas",
+            "updatedReplicas",
+            "readyReplicas",
+            "availableReplicas",
+        ]
+        .map(|f| status[f].as_i64().unwrap_or(0))
+    }
+
     #[test]
-    fn a_new_template_keeps_old_ready_pods_until_the_new_ones_are_ready() {
+    fn a_new_template_rolls_out_one_surge_pod_at_a_time() {
         let mut inner = Inner::default();
         let t0 = Instant::now();
+        let secs = |s: u64| t0 + Duration::from_secs(s);
         let mut d = json!({
             "metadata": {"namespace": "erp", "name": "api", "generation": 1},
             "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "c", "image": "api:1"}]}}},
         });
         let key = inner.observe(&d, t0);
-        let status = inner
-            .status(&key, &d, t0 + Duration::from_secs(2))
-            .expect("simulated");
-        assert_eq!(status["readyReplicas"], 2);
+        let created = status_at(&mut inner, &key, &mut d, t0);
+        assert_eq!(counts(&created), [2, 2, 0, 0]);
+        assert_eq!(
+            counts(&status_at(&mut inner, &key, &mut d, secs(2))),
+            [2, 2, 2, 2]
+        );
         d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("api:2");
         d["metadata"]["generation"] = json!(2);
-        inner.observe(&d, t0 + Duration::from_secs(2));
-        let mid = inner
-            .status(&key, &d, t0 + Duration::from_millis(2500))
-            .expect("simulated");
-        assert_eq!(
-            (
-                mid["replicas"].clone(),
-                mid["readyReplicas"].clone(),
-                mid["updatedReplicas"].clone()
-            ),
-            (json!(4), json!(2), json!(2))
-        );
-        let done = inner
-            .status(&key, &d, t0 + Duration::from_secs(4))
-            .expect("simulated");
-        assert_eq!(
-            (done["replicas"].clone(), done["readyReplicas"].clone()),
-            (json!(2), json!(2))
-        );
+        inner.observe(&d, secs(2));
+        // 25% of 2: surge rounds up to 1, unavailable down to 0.
+        let mid = status_at(&mut inner, &key, &mut d, secs(2));
+        assert_eq!(mid["observedGeneration"], 2);
+        assert_eq!(counts(&mid), [3, 1, 2, 2]);
+        // More old pods than before and no new one ready: no progress yet, a new ReplicaSet.
+        assert_eq!(mid["conditions"][1]["reason"], "NewReplicaSetCreated");
+        // The first new pod is ready: one old pod goes, a second new one starts.
+        let next = status_at(&mut inner, &key, &mut d, secs(3));
+        assert_eq!(counts(&next), [3, 2, 2, 2]);
+        assert_eq!(next["unavailableReplicas"], json!(null));
+        assert_eq!(next["conditions"][1]["reason"], "ReplicaSetUpdated");
+        let done = status_at(&mut inner, &key, &mut d, secs(4));
+        assert_eq!(counts(&done), [2, 2, 2, 2]);
         assert_eq!(done["conditions"][1]["reason"], "NewReplicaSetAvailable");
+    }
+
+    #[test]
+    fn paused_deployments_start_no_new_template_and_say_so() {
+        let mut inner = Inner::default();
+        let t0 = Instant::now();
+        let secs = |s: u64| t0 + Duration::from_secs(s);
+        let mut d = json!({
+            "metadata": {"namespace": "erp", "name": "api", "generation": 1},
+            "spec": {"replicas": 2, "template": {"spec": {"containers": [{"name": "c", "image": "api:1"}]}}},
+        });
+        let key = inner.observe(&d, t0);
+        status_at(&mut inner, &key, &mut d, t0);
+        status_at(&mut inner, &key, &mut d, secs(2));
+        d["spec"]["paused"] = json!(true);
+        d["spec"]["replicas"] = json!(3);
+        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("api:2");
+        d["metadata"]["generation"] = json!(2);
+        inner.observe(&d, secs(2));
+        status_at(&mut inner, &key, &mut d, secs(2));
+        let paused = status_at(&mut inner, &key, &mut d, secs(10));
+        // Scaling still happens while paused, on the old template.
+        assert_eq!(counts(&paused), [3, 0, 3, 3]);
+        assert_eq!(paused["observedGeneration"], 2);
+        let progressing = &paused["conditions"][1];
+        assert_eq!(
+            (&progressing["status"], &progressing["reason"]),
+            (&json!("Unknown"), &json!("DeploymentPaused"))
+        );
+        d["spec"]["paused"] = json!(false);
+        d["metadata"]["generation"] = json!(3);
+        inner.observe(&d, secs(10));
+        let resumed = status_at(&mut inner, &key, &mut d, secs(10));
+        assert_eq!(counts(&resumed)[1], 1, "the rollout starts on resume");
+        let mut done = resumed;
+        for half_seconds in 21..=40 {
+            done = status_at(
+                &mut inner,
+                &key,
+                &mut d,
+                t0 + Duration::from_millis(500 * half_seconds),
+            );
+        }
+        assert_eq!(counts(&done), [3, 3, 3, 3]);
     }
 
     #[test]
@@ -532,10 +664,11 @@ mod tests {
             "metadata": {"namespace": "erp", "name": "api", "generation": 1},
             "spec": {"replicas": 1, "progressDeadlineSeconds": 5, "template": {"metadata": {"annotations": {NEVER_READY: "true"}}, "spec": {}}},
         });
+        let mut d = d;
         let key = inner.observe(&d, t0);
-        let status = inner
-            .status(&key, &d, t0 + Duration::from_secs(6))
-            .expect("simulated");
+        let started = status_at(&mut inner, &key, &mut d, t0);
+        assert_eq!(started["conditions"][1]["reason"], "ReplicaSetUpdated");
+        let status = status_at(&mut inner, &key, &mut d, t0 + Duration::from_secs(6));
         assert!(
             status.get("readyReplicas").is_none(),
             "zero counts are omitted"

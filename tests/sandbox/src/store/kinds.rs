@@ -161,6 +161,16 @@ pub fn builtins() -> Vec<ResourceKind> {
             false,
         ),
         builtin(
+            "networking.k8s.io",
+            "v1",
+            "IngressClass",
+            "ingressclasses",
+            false,
+            &[],
+            false,
+            false,
+        ),
+        builtin(
             "coordination.k8s.io",
             "v1",
             "Lease",

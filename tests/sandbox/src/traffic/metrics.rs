@@ -162,6 +162,8 @@ struct ServiceSeries {
 /// keeps reporting a vanished pod's counters until it restarts.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// ingress-nginx's `--metrics-per-host=false` drops the `host` label.
+    without_host: bool,
     strings: Interner,
     routes: Vec<RouteSeries>,
     route_index: HashMap<RouteKey, u32>,
@@ -185,6 +187,14 @@ fn series_slot<K: Eq + Hash, S>(
 }
 
 impl Metrics {
+    /// `per_host`: whether ingress-nginx series carry a `host` label.
+    pub fn new(per_host: bool) -> Self {
+        Metrics {
+            without_host: !per_host,
+            ..Metrics::default()
+        }
+    }
+
     pub fn route(&mut self, labels: NginxLabels<'_>) -> RouteId {
         let key = [
             self.strings.intern(labels.canary),
@@ -287,19 +297,18 @@ impl Metrics {
         let nginx_labels = |k: &[&str; 6], status: &str, out: &mut String| {
             let [canary, host, ingress, namespace, path, service] = *k;
             let [class, ctl_ns, ctl_pod] = NGINX_CONSTANT_LABELS;
-            let labels = [
-                ("canary", canary),
-                class,
-                ctl_ns,
-                ctl_pod,
-                ("host", host),
+            let mut labels = vec![("canary", canary), class, ctl_ns, ctl_pod];
+            if !self.without_host {
+                labels.push(("host", host));
+            }
+            labels.extend([
                 ("ingress", ingress),
                 ("method", "GET"),
                 ("namespace", namespace),
                 ("path", path),
                 ("service", service),
                 ("status", status),
-            ];
+            ]);
             write_labels(out, &labels);
         };
         if !nginx.is_empty() {

@@ -5,15 +5,19 @@
 //! (canary Ingresses included), lets the serving pod's configured behaviour
 //! (capacity included, see [`capacity`]) pick a status and latency, and
 //! records the same metrics ingress-nginx and a typical instrumented app
-//! would export.
+//! would export. Only Ingresses of ingress-nginx's class are served (see
+//! [`class`]), and canary annotations go through its value checks (see
+//! [`validate`]).
 
 pub mod behavior;
 pub mod capacity;
+pub mod class;
 pub mod k8s;
 pub mod metrics;
 pub mod rng;
 pub mod routing;
 pub mod source;
+pub mod validate;
 
 use std::{
     collections::{BTreeMap, HashMap, HashSet},
@@ -26,10 +30,12 @@ use serde_json::Value;
 use behavior::{Behaviors, PodBehavior};
 pub use behavior::{ImageBehavior, TrafficError};
 use capacity::Capacity;
+use class::Classes;
 use metrics::{Metrics, NginxLabels, PodSeriesId, RouteId, ServiceSeriesId};
 use rng::Rng;
-use routing::{Backend, CanaryPolicy, Ingress, RegexCache, Verdict};
+use routing::{Backend, CanaryPolicy, Ingress, IngressPath, RegexCache, Verdict};
 use source::{Carry, RequestAttr};
+use validate::Warnings;
 
 /// ingress-nginx answers for a backend without endpoints itself, quickly.
 const NO_ENDPOINT_LATENCY_S: f64 = 0.001;
@@ -49,8 +55,37 @@ pub struct PodView {
     pub ready: bool,
 }
 
+/// The `Host` a simulated client sends on a rule without a host: the address it reached the
+/// controller at.
+pub const HOST_OF_HOSTLESS_RULE: &str = "127.0.0.1";
+/// What replaces `*` of a wildcard rule's host in the requests sent to it.
+pub const WILDCARD_LABEL: &str = "sandbox";
+
+/// The ingress-nginx flags the simulation honours; the default is ingress-nginx's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngressOptions {
+    /// `--watch-ingress-without-class`
+    pub watch_without_class: bool,
+    /// `--metrics-per-host`
+    pub metrics_per_host: bool,
+    /// `--metrics-per-undefined-host`
+    pub metrics_per_undefined_host: bool,
+}
+
+impl Default for IngressOptions {
+    fn default() -> Self {
+        IngressOptions {
+            watch_without_class: false,
+            metrics_per_host: true,
+            metrics_per_undefined_host: false,
+        }
+    }
+}
+
 /// What the traffic engine sees of the cluster at one instant.
 pub struct ClusterView {
+    /// networking.k8s.io/v1 IngressClass objects (cluster-scoped, all of them).
+    pub ingress_classes: Vec<Arc<Value>>,
     /// networking.k8s.io/v1 Ingress objects (JSON as stored).
     pub ingresses: Vec<Arc<Value>>,
     /// v1 Service objects.
@@ -69,7 +104,8 @@ struct Endpoint {
 /// Who sent a request, for the metrics recorded besides the serving pod's.
 #[derive(Clone, Copy)]
 enum Client {
-    Ingress(RouteId),
+    /// `None`: a request ingress-nginx serves but leaves out of its metrics (undeclared host).
+    Ingress(Option<RouteId>),
     Service(ServiceSeriesId),
 }
 
@@ -98,7 +134,7 @@ struct StepIndex<'v> {
 }
 
 impl<'v> StepIndex<'v> {
-    fn new(view: &'v ClusterView, namespaces: &HashSet<&'v str>) -> Self {
+    fn new(view: &'v ClusterView, namespaces: &HashSet<&'v str>, classes: &Classes) -> Self {
         let mut index = Self {
             services: HashMap::new(),
             ready_pods: HashMap::new(),
@@ -122,7 +158,7 @@ impl<'v> StepIndex<'v> {
         }
         for ing in &view.ingresses {
             let ns = k8s::namespace(ing);
-            if namespaces.contains(ns) && routing::is_canary(ing) {
+            if namespaces.contains(ns) && routing::is_canary(ing) && classes.admits(ing) {
                 index
                     .canaries
                     .entry(ns)
@@ -135,9 +171,9 @@ impl<'v> StepIndex<'v> {
 }
 
 /// The canary side of one ingress path during a step.
-struct CanaryPlan<'v> {
-    policy: CanaryPolicy<'v>,
-    route: RouteId,
+struct CanaryPlan {
+    policy: CanaryPolicy,
+    route: Option<RouteId>,
     set: usize,
     /// (share, verdict) of the source's attributes that carry the canary's
     /// header or cookie, in annotation order: the first one drawn is what the
@@ -147,6 +183,8 @@ struct CanaryPlan<'v> {
 }
 
 pub struct TrafficEngine {
+    options: IngressOptions,
+    warnings: Warnings,
     rng: Rng,
     behaviors: Behaviors,
     capacity: Capacity,
@@ -158,14 +196,25 @@ pub struct TrafficEngine {
 }
 
 impl TrafficEngine {
+    /// An engine with ingress-nginx's default flags.
     pub fn new(seed: u64, image_behaviors: Vec<ImageBehavior>) -> Self {
+        Self::with_options(seed, image_behaviors, IngressOptions::default())
+    }
+
+    pub fn with_options(
+        seed: u64,
+        image_behaviors: Vec<ImageBehavior>,
+        options: IngressOptions,
+    ) -> Self {
         Self {
+            options,
+            warnings: Warnings::default(),
             rng: Rng::new(seed),
             behaviors: Behaviors::new(image_behaviors),
             capacity: Capacity::new(seed),
             regexes: RegexCache::default(),
             carries: HashMap::new(),
-            metrics: Metrics::default(),
+            metrics: Metrics::new(options.metrics_per_host),
             total: 0,
             generation: 0,
         }
@@ -175,11 +224,17 @@ impl TrafficEngine {
     pub fn advance(&mut self, view: &ClusterView, elapsed: Duration) {
         self.generation += 1;
         self.capacity.step(elapsed);
+        let classes = Classes::new(&view.ingress_classes, self.options.watch_without_class);
+        for ingress in &view.ingresses {
+            if let Some(invalid) = routing::invalid_canary_flag(ingress) {
+                self.warnings.report(ingress, &[invalid]);
+            }
+        }
         let ingress_sources: Vec<(&Value, f64)> = view
             .ingresses
             .iter()
             .filter_map(|i| Some((&**i, source::rps(i)?)))
-            .filter(|(i, _)| !routing::is_canary(i))
+            .filter(|(i, _)| !routing::is_canary(i) && classes.admits(i))
             .collect();
         let service_sources: Vec<(&Value, f64)> = view
             .services
@@ -192,7 +247,7 @@ impl TrafficEngine {
                 .chain(&service_sources)
                 .map(|(obj, _)| k8s::namespace(obj))
                 .collect();
-            let mut index = StepIndex::new(view, &namespaces);
+            let mut index = StepIndex::new(view, &namespaces, &classes);
             for (ingress, rate) in ingress_sources {
                 self.run_ingress(&mut index, ingress, rate, elapsed);
             }
@@ -245,21 +300,24 @@ impl TrafficEngine {
             if n == 0 {
                 continue;
             }
+            let host = self.host_label(path);
             let labels = NginxLabels {
                 canary: "",
-                host: path.host,
+                host: host.as_deref().unwrap_or(""),
                 ingress: ingress.name,
                 namespace: ingress.namespace,
                 path: path.path,
                 service: path.backend.map_or("", |b| b.service),
             };
-            let main_route = self.metrics.route(labels);
+            let main_route = host.is_some().then(|| self.metrics.route(labels));
             let Some((main, _)) = self.backend_set(index, ingress.namespace, path.backend) else {
                 for _ in 0..n {
                     let latency = self
                         .rng
                         .log_normal(NO_ENDPOINT_LATENCY_S, NO_ENDPOINT_SIGMA);
-                    self.metrics.record_nginx(main_route, 503, latency);
+                    if let Some(route) = main_route {
+                        self.metrics.record_nginx(route, 503, latency);
+                    }
                 }
                 continue;
             };
@@ -269,7 +327,17 @@ impl TrafficEngine {
                 .map_or(&[][..], Vec::as_slice);
             let found = routing::find_canary(&ingress, path, canaries).map(|(c, b)| (c.object, b));
             let canary = found.and_then(|(canary, backend)| {
-                self.canary_plan(index, labels, canary, backend, &headers, &cookies)
+                let counted = main_route.is_some();
+                let main = (labels, counted);
+                self.canary_plan(
+                    index,
+                    ingress.namespace,
+                    main,
+                    canary,
+                    backend,
+                    &headers,
+                    &cookies,
+                )
             });
             for _ in 0..n {
                 let to_canary = canary.as_ref().is_some_and(|c| {
@@ -289,27 +357,54 @@ impl TrafficEngine {
         }
     }
 
+    /// The `host` label of requests on `path`, or `None` when ingress-nginx
+    /// leaves them out of its request metrics: under `--metrics-per-host`
+    /// without `--metrics-per-undefined-host` it counts only requests whose
+    /// Host is exactly a declared host, which a wildcard rule's or a host-less
+    /// rule's requests never are.
+    fn host_label(&self, path: &IngressPath<'_>) -> Option<String> {
+        if !self.options.metrics_per_host {
+            // No host label at all; the empty value is never rendered.
+            return Some(String::new());
+        }
+        let declared = !path.host.is_empty() && !path.host.starts_with('*');
+        if declared {
+            return Some(path.host.to_owned());
+        }
+        self.options
+            .metrics_per_undefined_host
+            .then(|| match path.host.strip_prefix('*') {
+                Some(rest) => format!("{WILDCARD_LABEL}{rest}"),
+                None => HOST_OF_HOSTLESS_RULE.to_owned(),
+            })
+    }
+
     /// `None` when the canary has no ready pod: ingress-nginx then has no
     /// balancer for it and keeps every request on the main backend.
+    #[allow(clippy::too_many_arguments)]
     fn canary_plan<'v>(
         &mut self,
         index: &mut StepIndex<'v>,
-        main_labels: NginxLabels<'v>,
+        namespace: &'v str,
+        (main_labels, counted): (NginxLabels<'_>, bool),
         canary: &'v Value,
         backend: Backend<'v>,
         headers: &[RequestAttr<'_>],
         cookies: &[RequestAttr<'_>],
-    ) -> Option<CanaryPlan<'v>> {
-        let namespace = main_labels.namespace;
+    ) -> Option<CanaryPlan> {
         let (set, port) = self.backend_set(index, namespace, Some(backend))?;
-        let policy = CanaryPolicy::parse(canary, &mut self.regexes);
+        let (policy, invalid) = CanaryPolicy::parse(canary, &mut self.regexes);
+        self.warnings.report(canary, &invalid);
         let upstream = format!("{namespace}-{}-{port}", backend.service);
-        let route = self.metrics.route(NginxLabels {
-            canary: &upstream,
-            ..main_labels
+        let route = counted.then(|| {
+            self.metrics.route(NginxLabels {
+                canary: &upstream,
+                ..main_labels
+            })
         });
-        let header = policy.header.as_deref();
-        let headers = relevant(headers, header, |v| policy.header_verdict(v));
+        let headers = relevant(headers, policy.header.as_deref(), |v| {
+            policy.header_verdict(v)
+        });
         let cookies = relevant(cookies, policy.cookie.as_deref(), |v| {
             policy.cookie_verdict(v)
         });
@@ -464,7 +559,8 @@ impl TrafficEngine {
     fn record(&mut self, pod: PodSeriesId, client: Client, status: u16, latency: f64) {
         self.metrics.record_pod(pod, status, latency);
         match client {
-            Client::Ingress(route) => self.metrics.record_nginx(route, status, latency),
+            Client::Ingress(Some(route)) => self.metrics.record_nginx(route, status, latency),
+            Client::Ingress(None) => {}
             Client::Service(series) => self.metrics.record_service(series, status),
         }
     }

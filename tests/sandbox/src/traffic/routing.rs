@@ -12,12 +12,23 @@ use regex::Regex;
 use serde_json::Value;
 
 use super::k8s::{annotation, metadata, namespace, parse_bool, parse_timestamp};
+use super::validate::{self, Invalid};
 
 pub const NGINX_PREFIX: &str = "nginx.ingress.kubernetes.io/";
 pub const CANARY: &str = "nginx.ingress.kubernetes.io/canary";
 
 pub fn is_canary(ingress: &Value) -> bool {
     annotation(ingress, CANARY).and_then(parse_bool) == Some(true)
+}
+
+/// A `canary` value that is not a Go bool: ingress-nginx warns and takes it as `false`, which
+/// makes the Ingress a main one.
+pub fn invalid_canary_flag(ingress: &Value) -> Option<Invalid> {
+    let value = annotation(ingress, CANARY).filter(|v| !v.is_empty())?;
+    parse_bool(value).is_none().then(|| Invalid {
+        annotation: "canary".into(),
+        value: value.to_owned(),
+    })
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -66,7 +77,6 @@ pub struct IngressPath<'a> {
 pub struct Ingress<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
-    pub class: Option<&'a str>,
     /// Creation time as (unix seconds, nanos); unparseable sorts first, like
     /// Go's zero time.
     pub created: (i64, u32),
@@ -100,9 +110,6 @@ impl<'a> Ingress<'a> {
         Ingress {
             namespace: namespace(object),
             name: metadata(object, "name").unwrap_or(""),
-            class: spec
-                .and_then(|s| s.get("ingressClassName"))
-                .and_then(Value::as_str),
             created: metadata(object, "creationTimestamp")
                 .and_then(parse_timestamp)
                 .unwrap_or((i64::MIN, 0)),
@@ -113,10 +120,12 @@ impl<'a> Ingress<'a> {
 }
 
 /// The canary Ingress (and its path) that ingress-nginx would merge into
-/// `path` of `source`: same namespace, class, host, path and pathType, and a
+/// `path` of `source`: same namespace, host, path and pathType, and a
 /// different upstream (ingress-nginx refuses to merge a backend into itself).
+/// Both must be of ingress-nginx's classes (see [`super::class`]), not of the
+/// same one: every class it serves ends up in one configuration.
 /// Among several, the oldest wins because ingress-nginx merges ingresses
-/// sorted by creation time and a backend takes only one alternative.
+/// sorted by creation time and the balancer uses only the first alternative.
 pub fn find_canary<'c, 'a>(
     source: &Ingress<'_>,
     path: &IngressPath<'_>,
@@ -124,7 +133,7 @@ pub fn find_canary<'c, 'a>(
 ) -> Option<(&'c Ingress<'a>, Backend<'a>)> {
     canaries
         .iter()
-        .filter(|c| c.namespace == source.namespace && c.class == source.class)
+        .filter(|c| c.namespace == source.namespace)
         .filter_map(|c| {
             let m = c.paths.iter().find(|cp| {
                 cp.host == path.host
@@ -173,46 +182,78 @@ impl RegexCache {
     }
 }
 
-/// The traffic-shaping annotations of one canary Ingress.
+/// `canary-by-header-pattern` as the balancer sees it.
 #[derive(Debug, Clone)]
-pub struct CanaryPolicy<'a> {
+pub enum HeaderPattern {
+    Compiled(Regex),
+    /// Passed the annotation check but does not compile: every match attempt errs, and the
+    /// balancer then sends the request to the main backend.
+    Broken,
+}
+
+/// The traffic-shaping annotations of one canary Ingress, after ingress-nginx's value checks.
+#[derive(Debug, Clone)]
+pub struct CanaryPolicy {
     pub header: Option<String>,
-    pub header_value: Option<&'a str>,
-    pub header_pattern: Option<Regex>,
+    pub header_value: Option<String>,
+    pub header_pattern: Option<HeaderPattern>,
     pub cookie: Option<String>,
     pub weight: i64,
     pub weight_total: i64,
 }
 
-impl<'a> CanaryPolicy<'a> {
-    pub fn parse(canary: &'a Value, regexes: &mut RegexCache) -> Self {
-        // The balancer treats an empty string like an unset annotation.
-        let get = |key: &str| {
+impl CanaryPolicy {
+    /// The policy and the annotations refused by their validator, which count as unset.
+    pub fn parse(canary: &Value, regexes: &mut RegexCache) -> (Self, Vec<Invalid>) {
+        let mut invalid = Vec::new();
+        // Empty values are not validated and read as unset, as in the parser.
+        let mut checked = |key: &str, valid: fn(&str) -> bool| {
             let full = format!("{NGINX_PREFIX}{key}");
-            annotation(canary, &full).filter(|v| !v.is_empty())
+            let value = annotation(canary, &full).filter(|v| !v.is_empty())?;
+            if valid(value) {
+                return Some(value);
+            }
+            invalid.push(Invalid {
+                annotation: key.to_owned(),
+                value: value.to_owned(),
+            });
+            None
         };
-        let int = |key: &str| get(key).and_then(|v| v.trim().parse::<i64>().ok());
-        Self {
-            header: get("canary-by-header").map(normalize_header),
-            header_value: get("canary-by-header-value"),
-            header_pattern: get("canary-by-header-pattern").and_then(|p| regexes.get(p)),
-            cookie: get("canary-by-cookie").map(normalize_cookie),
-            weight: int("canary-weight").unwrap_or(0),
+        let text = |v: Option<&str>| v.map(validate::normalize).filter(|v| !v.is_empty());
+        let header = text(checked("canary-by-header", validate::basic_chars));
+        let header_value = text(checked("canary-by-header-value", validate::basic_chars));
+        let pattern = text(checked("canary-by-header-pattern", validate::regex_chars));
+        let cookie = text(checked("canary-by-cookie", validate::basic_chars));
+        let is_int = |v: &str| validate::atoi(v).is_some();
+        let weight = checked("canary-weight", is_int).and_then(validate::atoi);
+        let total = checked("canary-weight-total", is_int).and_then(validate::atoi);
+        let policy = Self {
+            header: header.as_deref().map(normalize_header),
+            header_value,
+            header_pattern: pattern.map(|p| match regexes.get(&p) {
+                Some(regex) => HeaderPattern::Compiled(regex),
+                None => HeaderPattern::Broken,
+            }),
+            cookie: cookie.as_deref().map(normalize_cookie),
+            weight: weight.unwrap_or(0),
             // The balancer only honours a total above 100, else uses 100.
-            weight_total: int("canary-weight-total").unwrap_or(100).max(100),
-        }
+            weight_total: total.unwrap_or(100).max(100),
+        };
+        (policy, invalid)
     }
 
     /// Verdict for a request carrying the canary header with `value`.
     pub fn header_verdict(&self, value: &str) -> Verdict {
-        if let Some(expected) = self.header_value {
+        if let Some(expected) = &self.header_value {
             if value == expected {
                 return Verdict::Canary;
             }
         } else if let Some(pattern) = &self.header_pattern {
-            if pattern.is_match(value) {
-                return Verdict::Canary;
-            }
+            return match pattern {
+                HeaderPattern::Compiled(regex) if regex.is_match(value) => Verdict::Canary,
+                HeaderPattern::Compiled(_) => Verdict::FallThrough,
+                HeaderPattern::Broken => Verdict::Main,
+            };
         } else if value == "always" {
             return Verdict::Canary;
         } else if value == "never" {
@@ -285,9 +326,20 @@ mod tests {
 
     const T: &str = "2024-01-01T00:00:00Z";
 
-    fn policy(annotations: Value) -> CanaryPolicy<'static> {
-        let v: &'static Value = Box::leak(Box::new(ingress("c", "", annotations, json!([]))));
-        CanaryPolicy::parse(v, &mut RegexCache::default())
+    fn policy(annotations: Value) -> CanaryPolicy {
+        let (policy, invalid) = parse(annotations);
+        assert_eq!(invalid, [], "every annotation is valid");
+        policy
+    }
+
+    fn parse(annotations: Value) -> (CanaryPolicy, Vec<Invalid>) {
+        let canary = ingress("c", "", annotations, json!([]));
+        CanaryPolicy::parse(&canary, &mut RegexCache::default())
+    }
+
+    fn refused(annotations: Value) -> (CanaryPolicy, Vec<String>) {
+        let (policy, invalid) = parse(annotations);
+        (policy, invalid.into_iter().map(|i| i.annotation).collect())
     }
 
     fn a(key: &str) -> String {
@@ -295,7 +347,7 @@ mod tests {
     }
 
     #[test]
-    fn canary_needs_identical_host_path_path_type_and_class() {
+    fn canary_needs_identical_host_path_and_path_type() {
         let main = one_path("main", T, false, "/", "Prefix", "shop");
         let mut other_host = one_path("c0", T, true, "/", "Prefix", "v2");
         other_host["spec"]["rules"][0]["host"] = json!("other.example");
@@ -309,8 +361,9 @@ mod tests {
         let mut hit = one_path("c4", T, true, "/", "Prefix", "v2");
         let expected = Some(("c4".to_owned(), "v2".to_owned()));
         assert_eq!(found(&main, std::slice::from_ref(&hit)), expected);
-        hit["spec"]["ingressClassName"] = json!("other");
-        assert_eq!(found(&main, &[hit]), None);
+        // Another class of the same controller still merges: one nginx serves them all.
+        hit["spec"]["ingressClassName"] = json!("nginx-internal");
+        assert_eq!(found(&main, &[hit]), expected);
     }
 
     #[test]
@@ -381,22 +434,58 @@ mod tests {
         assert_eq!(by_pattern.header_verdict("beta-12"), Verdict::Canary);
         assert_eq!(by_pattern.header_verdict("never"), Verdict::FallThrough);
 
-        let invalid =
+        // Allowed characters that do not compile: the balancer's match errs and it picks
+        // the main backend for every request carrying the header, "always" included.
+        let broken =
             policy(json!({a("canary-by-header"): "x", a("canary-by-header-pattern"): "(["}));
-        assert!(invalid.header_pattern.is_none());
-        assert_eq!(invalid.header_verdict("always"), Verdict::Canary);
-        assert_eq!(invalid.header_verdict("never"), Verdict::Main);
-        assert_eq!(invalid.header_verdict("maybe"), Verdict::FallThrough);
+        assert!(matches!(broken.header_pattern, Some(HeaderPattern::Broken)));
+        for value in ["always", "never", "maybe"] {
+            assert_eq!(broken.header_verdict(value), Verdict::Main, "{value}");
+        }
+        // Characters the validator refuses: unset, so always/never apply again.
+        let (refused_pattern, bad) =
+            refused(json!({a("canary-by-header"): "x", a("canary-by-header-pattern"): "a b"}));
+        assert_eq!(bad, ["canary-by-header-pattern"]);
+        assert!(refused_pattern.header_pattern.is_none());
+        assert_eq!(refused_pattern.header_verdict("always"), Verdict::Canary);
+        assert_eq!(
+            refused_pattern.header_verdict("maybe"),
+            Verdict::FallThrough
+        );
+    }
+
+    #[test]
+    fn refused_values_count_as_unset() {
+        let (p, bad) = refused(json!({
+            a("canary-by-header"): "x-canary;drop",
+            a("canary-by-header-value"): "v=1",
+            a("canary-by-cookie"): "session,id",
+            a("canary-weight"): " 30",
+            a("canary-weight-total"): "1e3",
+        }));
+        assert_eq!(
+            bad,
+            [
+                "canary-by-header",
+                "canary-by-header-value",
+                "canary-by-cookie",
+                "canary-weight",
+                "canary-weight-total"
+            ]
+        );
+        assert_eq!((p.header, p.header_value, p.cookie), (None, None, None));
+        assert_eq!((p.weight, p.weight_total), (0, 100));
+        // Spaces are removed for the check and trimmed from the value; empty is just unset.
+        let (p, bad) =
+            refused(json!({a("canary-by-header"): " X-Canary ", a("canary-by-cookie"): ""}));
+        assert_eq!(bad, Vec::<String>::new());
+        assert_eq!((p.header.as_deref(), p.cookie), (Some("x-canary"), None));
+        assert_eq!(policy(json!({a("canary-weight"): "+7"})).weight, 7);
     }
 
     /// The engine's composition, with the request's header and cookie
     /// values given directly and `roll(n)` standing for `math.random(n)`.
-    fn routes(
-        p: &CanaryPolicy<'_>,
-        h: Option<&str>,
-        c: Option<&str>,
-        roll: fn(i64) -> i64,
-    ) -> bool {
+    fn routes(p: &CanaryPolicy, h: Option<&str>, c: Option<&str>, roll: fn(i64) -> i64) -> bool {
         let h = h.map_or(Verdict::FallThrough, |v| p.header_verdict(v));
         let c = c.map_or(Verdict::FallThrough, |v| p.cookie_verdict(v));
         decide(h, c, || p.weight_hits(roll(p.weight_total)))
@@ -426,6 +515,6 @@ mod tests {
             policy(json!({a("canary-weight-total"): "10"})).weight_total,
             100
         );
-        assert_eq!(policy(json!({a("canary-weight"): "lots"})).weight, 0);
+        assert_eq!(refused(json!({a("canary-weight"): "lots"})).0.weight, 0);
     }
 }

@@ -8,8 +8,17 @@ use super::metrics::{Sample, parse_exposition};
 use super::*;
 
 mod blue_green;
+mod strictness;
 
 const CANARY_UPSTREAM: &str = "prod-shop-canary-80";
+
+/// The IngressClass the sandbox creates at start.
+fn nginx_class() -> Vec<Arc<Value>> {
+    vec![Arc::new(json!({
+        "metadata": {"name": "nginx", "creationTimestamp": "2024-01-01T00:00:00Z"},
+        "spec": {"controller": class::CONTROLLER}
+    }))]
+}
 
 fn a(key: &str) -> String {
     format!("nginx.ingress.kubernetes.io/{key}")
@@ -86,6 +95,7 @@ fn canary_ingress(name: &str, created: &str, target: &str, extra: &[(String, &st
 /// Stable (two pods) and canary (one pod) Services behind `ingresses`.
 fn view(ingresses: Vec<Arc<Value>>) -> ClusterView {
     ClusterView {
+        ingress_classes: nginx_class(),
         ingresses,
         services: vec![service("shop", "stable"), service("shop-canary", "canary")],
         pods: vec![
@@ -470,6 +480,7 @@ fn same_seed_same_metrics_and_series_outlive_their_pods() {
     let mut engine = TrafficEngine::new(5, Vec::new());
     engine.advance(&v, Duration::from_secs(1));
     let gone = ClusterView {
+        ingress_classes: nginx_class(),
         ingresses: v.ingresses.clone(),
         services: v.services.clone(),
         pods: Vec::new(),

@@ -34,6 +34,13 @@ async fn api_resources_and_versions_list_what_sluice_uses() {
         "true",
         "Ingress",
     );
+    expect(
+        "ingressclasses",
+        "",
+        "networking.k8s.io/v1",
+        "false",
+        "IngressClass",
+    );
     expect("leases", "", "coordination.k8s.io/v1", "true", "Lease");
     expect(
         "customresourcedefinitions",

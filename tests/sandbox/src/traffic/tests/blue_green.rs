@@ -31,6 +31,7 @@ fn capped(name: &str, track: &str, max_rps: &str) -> PodView {
 /// sends `rps`.
 fn capped_shop(max_rps: &str, rps: &str, shop: Arc<Value>) -> ClusterView {
     ClusterView {
+        ingress_classes: nginx_class(),
         ingresses: vec![ingress_to("shop", rps)],
         services: vec![shop],
         pods: vec![capped("shop-aaa-1", "stable", max_rps)],
@@ -100,6 +101,7 @@ fn a_service_without_ready_pods_counts_503s_without_a_pod() {
 #[test]
 fn a_selector_switch_between_ready_slots_has_no_pod_less_samples() {
     let mut v = ClusterView {
+        ingress_classes: nginx_class(),
         ingresses: Vec::new(),
         services: vec![direct("shop", "blue", "50")],
         pods: ["blue", "green"]
@@ -207,6 +209,7 @@ fn an_unreached_capacity_changes_no_outcome() {
 #[test]
 fn a_preview_that_passes_light_traffic_fails_under_production_load() {
     let mut v = ClusterView {
+        ingress_classes: nginx_class(),
         ingresses: Vec::new(),
         services: vec![
             service("shop", "blue"),
