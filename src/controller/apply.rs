@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sluice_strategies::objects::{self, managed_labels, nginx};
 use sluice_strategies::plan::ReleasePlan;
 use sluice_strategies::release::{
-    CanaryRoute, Desired, HandBack, REVISION_ANNOTATION, SlotSpec, slot_selector,
+    CanaryRoute, Desired, HandBack, InvalidDecision, REVISION_ANNOTATION, SlotSpec, slot_selector,
 };
 use sluice_strategies::status::Slot;
 
@@ -318,6 +318,34 @@ pub async fn hand_back(
         "Service",
     )
     .await
+}
+
+/// What a fall-back to stable writes to.
+pub struct FallBack<'a> {
+    pub namespace: &'a str,
+    pub service: Option<&'a Service>,
+    pub owned_ingresses: &'a [std::sync::Arc<Ingress>],
+}
+
+/// Sends traffic back to stable for a Rollout whose spec cannot work: the canary Ingresses go,
+/// `<svc>` selects the stable slot again.
+pub async fn fall_back(
+    client: &kube::Client,
+    t: &FallBack<'_>,
+    decision: &InvalidDecision,
+) -> Result<(), Error> {
+    remove_owned(
+        client,
+        t.namespace,
+        t.owned_ingresses,
+        &decision.remove.ingresses,
+        "Ingress",
+    )
+    .await?;
+    if let (Some(service), Some(selector)) = (t.service, &decision.service_selector) {
+        set_selector(client, t.namespace, &service.name_any(), selector).await?;
+    }
+    Ok(())
 }
 
 /// Deletes those of `owned` named in `names`, each exactly as seen: the cache can be stale, and a

@@ -163,7 +163,7 @@ impl Observed {
                 services,
                 rollout,
                 canary_ingress_name,
-                canary_service_name,
+                Some(canary_service_name),
             ),
         }
     }
@@ -236,21 +236,20 @@ pub struct Owned {
 }
 
 impl Owned {
-    /// For a hand-back: the names the status records and those the spec gives, whether or not
-    /// it resolves to a plan.
+    /// The names the status records and those the spec gives, whether or not it resolves to a
+    /// plan (None: it cannot be read).
     pub fn read(
         ingresses: &Store<Ingress>,
         services: &Store<Service>,
         rollout: &Rollout,
-        spec: &RolloutSpec,
+        spec: Option<&RolloutSpec>,
     ) -> Owned {
-        let ingress = spec
-            .strategy
-            .canary
-            .as_ref()
-            .and_then(|c| c.ingress_ref.as_ref())
-            .map(|i| canary_ingress_name(&i.name, &spec.service.name));
-        let service = canary_service_name(&spec.service.name);
+        let ingress = spec.and_then(|spec| {
+            let canary = spec.strategy.canary.as_ref()?;
+            let name = &canary.ingress_ref.as_ref()?.name;
+            Some(canary_ingress_name(name, &spec.service.name))
+        });
+        let service = spec.map(|spec| canary_service_name(&spec.service.name));
         Owned::read_named(ingresses, services, rollout, ingress, service)
     }
 
@@ -259,7 +258,7 @@ impl Owned {
         services: &Store<Service>,
         rollout: &Rollout,
         ingress: Option<String>,
-        service: String,
+        service: Option<String>,
     ) -> Owned {
         let namespace = rollout.namespace().unwrap_or_default();
         let uid = rollout.uid();
@@ -269,7 +268,7 @@ impl Owned {
             .map(|s| s.canary_objects.clone())
             .unwrap_or_default();
         let ingress_names = recorded.ingresses.into_iter().chain(ingress);
-        let service_names = recorded.services.into_iter().chain(Some(service));
+        let service_names = recorded.services.into_iter().chain(service);
         Owned {
             ingresses: controlled(ingresses, &namespace, ingress_names, uid.as_deref()),
             services: controlled(services, &namespace, service_names, uid.as_deref()),

@@ -9,10 +9,12 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
+use sluice_strategies::RolloutSpec;
 use sluice_strategies::plan::{ClusterFacts, cluster_problems};
-use sluice_strategies::release::{self, HandBackView, Note, PendingCommand, World};
+use sluice_strategies::release::{self, HandBackView, InvalidView, Note, PendingCommand, World};
 use sluice_strategies::resolve;
 use sluice_strategies::status::RolloutStatus;
+use sluice_strategies::status::Slot;
 use tracing::Instrument;
 
 use super::Context;
@@ -151,27 +153,71 @@ async fn write_status(
     Ok(())
 }
 
+/// The spec cannot work: traffic back to stable first if a release is in flight (decided in the
+/// core), then InvalidSpec in the status and an Event. `spec` is None when it cannot be read:
+/// then only the canary objects the status records can be found.
 async fn invalid(
     ctx: &Context,
     rollout: &Rollout,
     namespace: &str,
+    spec: Option<&RolloutSpec>,
     problems: &str,
 ) -> Result<Action, Error> {
     let status = rollout.status.clone().unwrap_or_default();
-    let generation = rollout.metadata.generation.unwrap_or(0);
-    let next = release::invalid_spec_status(&status, Utc::now(), generation, problems);
-    if status.message != next.message {
-        let note = Note {
+    let owned = observe::Owned::read(&ctx.ingresses, &ctx.services, rollout, spec);
+    let present = owned.present();
+    let service = spec.and_then(|s| get(&ctx.services, namespace, &s.service.name));
+    let service_selector = service.as_deref().map(observe::service_selector);
+    let stable_slot = status.stable_slot.unwrap_or(Slot::Blue);
+    let stable = spec.and_then(|spec| {
+        let target = get(&ctx.deployments, namespace, &spec.target_ref.name)?;
+        let slot = get(
+            &ctx.deployments,
+            namespace,
+            &observe::slot_name(&spec.target_ref.name, stable_slot),
+        )?;
+        let view = observe::slot_view(&slot);
+        let ready = view.ready_replicas > 0 && view.revision == status.stable_revision;
+        Some((
+            release::slot_selector(&observe::match_labels(&target), stable_slot),
+            ready,
+        ))
+    });
+    let decision = release::invalid_spec(
+        &status,
+        InvalidView {
+            now: Utc::now(),
+            generation: rollout.metadata.generation.unwrap_or(0),
+            present: &present,
+            service_selector: service_selector.as_ref(),
+            stable: stable.as_ref().map(|(selector, ready)| (selector, *ready)),
+        },
+        problems,
+    );
+    let mut notes = decision.notes.clone();
+    if status.message != decision.status.message {
+        notes.push(Note {
             reason: "InvalidSpec",
-            message: next.message.clone().unwrap_or_default(),
+            message: decision.status.message.clone().unwrap_or_default(),
             warning: true,
-        };
-        publish(ctx, rollout, &[note]).await;
+        });
     }
     // The core keeps each condition's transition time while its status holds, so a re-check
     // with the same problems writes nothing.
-    write_status(ctx, rollout, namespace, &next).await?;
-    Ok(Action::requeue(INVALID_RECHECK))
+    write_status(ctx, rollout, namespace, &decision.status).await?;
+    let writes = apply::FallBack {
+        namespace,
+        service: service.as_deref(),
+        owned_ingresses: &owned.ingresses,
+    };
+    apply::fall_back(&ctx.client, &writes, &decision).await?;
+    publish(ctx, rollout, &notes).await;
+    let heading_to_stable = !decision.remove.is_empty() || decision.service_selector.is_some();
+    Ok(Action::requeue(if heading_to_stable {
+        Duration::from_secs(1)
+    } else {
+        INVALID_RECHECK
+    }))
 }
 
 async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Action, Error> {
@@ -182,12 +228,14 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
             // Rollout only.
             tracing::error!(%reason, "the Rollout's spec cannot be read");
             let problem = format!("spec cannot be read: {reason}");
-            return invalid(ctx, rollout, namespace, &problem).await;
+            return invalid(ctx, rollout, namespace, None, &problem).await;
         }
     };
     let plan = match resolve(spec, &ctx.presets) {
         Ok(plan) => plan,
-        Err(problems) => return invalid(ctx, rollout, namespace, &problems.to_string()).await,
+        Err(problems) => {
+            return invalid(ctx, rollout, namespace, Some(spec), &problems.to_string()).await;
+        }
     };
     let seen = Observed::read(
         &ctx.deployments,
@@ -212,7 +260,7 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
     };
     let problems = cluster_problems(&plan, &facts);
     if !problems.is_empty() {
-        return invalid(ctx, rollout, namespace, &problems.join("; ")).await;
+        return invalid(ctx, rollout, namespace, Some(spec), &problems.join("; ")).await;
     }
     let status = rollout.status.clone().unwrap_or_default();
     let mut command = None;
@@ -303,7 +351,7 @@ async fn hand_back(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<
     };
     let target = get(&ctx.deployments, namespace, &spec.target_ref.name);
     let service = get(&ctx.services, namespace, &spec.service.name);
-    let owned = observe::Owned::read(&ctx.ingresses, &ctx.services, rollout, spec);
+    let owned = observe::Owned::read(&ctx.ingresses, &ctx.services, rollout, Some(spec));
     let present = owned.present();
     let target_view = target.as_deref().map(observe::target_view);
     let selector = service.as_deref().map(observe::service_selector);

@@ -193,3 +193,63 @@ async fn an_unreachable_prometheus_never_promotes_and_rolls_back() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_spec_made_invalid_mid_release_sends_traffic_back_then_starts_again_once_fixed() {
+    use kube::api::{Patch, PatchParams};
+    bounded(async {
+        let (env, _) = Env::taken_over(Setup::default(), json!({})).await;
+        env.set_image("erp/reporting:1.1.0").await;
+        let v2 = env.target_revision().await;
+        env.wait_canary_weight("20").await;
+        let steps = |steps: Value| {
+            Patch::Merge(json!({"spec": {"strategy": {"canary": {"steps": steps}}}}))
+        };
+        let broken = env
+            .rollouts()
+            .patch(APP, &PatchParams::default(), &steps(json!([50, 10])))
+            .await
+            .expect("the steps patched")
+            .metadata
+            .resource_version
+            .and_then(|rv| rv.parse::<u64>().ok())
+            .expect("a resourceVersion");
+        env.wait_for("InvalidSpec", secs(15), |r| {
+            status(r).phase == Phase::Failed
+                && status(r).stage == Some(sluice_strategies::status::Stage::Superseding)
+        })
+        .await;
+        // The canary Ingress goes: no weight is left on a candidate no plan judges.
+        crate::harness::eventually(secs(10), "the canary Ingress deleted", || async {
+            let gone = env
+                .history()
+                .of("Ingress", crate::harness::CANARY_INGRESS)
+                .iter()
+                .any(|(rv, o)| *rv > broken && o.is_null());
+            gone.then_some(())
+        })
+        .await;
+        let history = env.history();
+        assert!(
+            history
+                .replicas(CANDIDATE)
+                .iter()
+                .filter(|(rv, _)| *rv > broken)
+                .all(|(_, replicas)| *replicas == Some(2)),
+            "the candidate keeps its pods while it waits for a fixed spec"
+        );
+
+        env.rollouts()
+            .patch(APP, &PatchParams::default(), &steps(json!([20, 50])))
+            .await
+            .expect("the steps fixed");
+        let done = env
+            .wait_for("v2 promoted", secs(60), |r| {
+                crate::harness::promoted(r, &v2)
+            })
+            .await;
+        assert_eq!(status(&done).stable_slot, Some(Slot::Green));
+        env.finish().await;
+    })
+    .await;
+}

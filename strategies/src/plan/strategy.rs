@@ -20,6 +20,10 @@ static PORT_NAME: LazyLock<Regex> = LazyLock::new(|| {
 });
 static NGINX_BASIC_CHARS: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[-._~/:0-9A-Za-z]+$").expect("literal regex compiles"));
+/// What ingress-nginx takes in `canary-by-header-pattern`: its basic chars and regex syntax.
+static NGINX_REGEX_CHARS: LazyLock<Regex> = LazyLock::new(|| {
+    Regex::new(r"^[-._~/:0-9A-Za-z^$\[\](){}*+?|&=\\]+$").expect("literal regex compiles")
+});
 
 use crate::names::CANARY_SUFFIX;
 
@@ -155,8 +159,11 @@ fn check_match(m: &TrafficMatch, p: &mut Problems) {
             );
         }
         if let Some(pattern) = &h.pattern {
-            if pattern.is_empty() {
-                p.add(&format!("{FIELD}.header.pattern"), "must not be empty");
+            if !NGINX_REGEX_CHARS.is_match(pattern) {
+                let problem = format!(
+                    "{pattern:?} is not a pattern ingress-nginx accepts: letters, digits, -._~/: and ^$[](){{}}*+?|&=\\ only"
+                );
+                p.add(&format!("{FIELD}.header.pattern"), problem);
             } else if let Err(e) = Regex::new(pattern) {
                 // The parser's message draws a caret under the pattern; its last line says why.
                 let text = e.to_string();

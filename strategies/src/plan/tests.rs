@@ -363,6 +363,19 @@ fn each_kind_of_invalid_spec_names_its_field() {
         (
             Box::new(|s| {
                 canary(s).match_ = Some(TrafficMatch {
+                    header: Some(HeaderMatch {
+                        name: "x-canary".into(),
+                        value: None,
+                        pattern: Some("insider, beta".into()),
+                    }),
+                    cookie: None,
+                })
+            }),
+            "spec.strategy.canary.match.header.pattern: \"insider, beta\" is not a pattern ingress-nginx accepts",
+        ),
+        (
+            Box::new(|s| {
+                canary(s).match_ = Some(TrafficMatch {
                     header: None,
                     cookie: Some(crate::spec::CookieMatch {
                         name: "beta=1".into(),

@@ -12,6 +12,7 @@ mod canary;
 mod commands;
 mod desired;
 mod handback;
+mod invalid;
 mod machine;
 mod owned;
 mod report;
@@ -38,6 +39,7 @@ use crate::status::{CanaryObjects, RolloutStatus, Slot, Stage};
 
 pub use commands::{PendingCommand, command_nonce, pending_command};
 pub use handback::{HandBack, HandBackView, hand_back};
+pub use invalid::{InvalidDecision, InvalidView, invalid_spec};
 pub use report::{conditions_for_invalid, invalid_spec_status};
 pub use revision::{
     REVISION_ANNOTATION, SLOT_LABEL, VERSION_LABEL, canonical_json, slot_selector, slot_template,

@@ -262,8 +262,8 @@ fn phase_reason(phase: Phase) -> &'static str {
 }
 
 /// The status of a Rollout whose spec cannot work: phase Failed, `Ready=False` with reason
-/// `InvalidSpec` and a message that says what to fix. The release state is kept, so that fixing
-/// the spec resumes where things were.
+/// `InvalidSpec` and a message that says what to fix. The release state is kept; what happens to a
+/// release in flight is [`super::invalid_spec`]'s to decide.
 pub fn invalid_spec_status(
     status: &RolloutStatus,
     now: DateTime<Utc>,
