@@ -2,14 +2,16 @@
 //! (resourceVersion preconditions, status subresource rules, generation, finalizers, garbage
 //! collection, CRDs that start serving their kind).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::kinds::{ResourceKey, ResourceKind, kind_from_crd};
-use super::objects::{apply_defaults, spec_changed, validate, validate_name};
+use super::objects::{Cause, apply_defaults, spec_changed, validate, validate_name};
 use super::patch::{self, PatchError};
+use super::validate::service;
 use super::{ApiError, EventType, State, Store, WatchEvent, name_of, now_rfc3339};
 
 /// Which part of an object a write addresses.
@@ -251,7 +253,10 @@ impl Store {
         }
         let mut next_ip = || state.next_cluster_ip();
         apply_defaults(kind, &mut body, &mut next_ip);
-        let causes = validate(kind, &body, None);
+        let mut causes = state.allocate_node_ports(kind, &mut body);
+        if causes.is_empty() {
+            causes = validate(kind, &body, None);
+        }
         if !causes.is_empty() {
             return Err(ApiError::invalid(
                 &kind.kind,
@@ -536,9 +541,15 @@ impl Store {
         {
             meta.insert("managedFields".into(), managed.clone());
         }
+        if kind.group.is_empty() && kind.plural == "services" {
+            service::carry_over(&mut next, current);
+        }
         let mut next_ip = || state.next_cluster_ip();
         apply_defaults(kind, &mut next, &mut next_ip);
-        let causes = validate(kind, &next, Some(current));
+        let mut causes = state.allocate_node_ports(kind, &mut next);
+        if causes.is_empty() {
+            causes = validate(kind, &next, Some(current));
+        }
         if !causes.is_empty() {
             return Err(ApiError::invalid(
                 &kind.kind,
@@ -812,6 +823,27 @@ impl Store {
 }
 
 impl State {
+    /// Node ports for a Service that needs them, unique among all Services but itself.
+    fn allocate_node_ports(&self, kind: &ResourceKind, obj: &mut Value) -> Vec<Cause> {
+        let is_service = kind.group.is_empty() && kind.plural == "services";
+        if !(is_service && service::allocates_node_ports(obj)) {
+            return Vec::new();
+        }
+        let me = (
+            super::namespace_of(obj).to_string(),
+            name_of(obj).to_string(),
+        );
+        let taken: BTreeSet<i64> = self
+            .objects
+            .get(&kind.key())
+            .into_iter()
+            .flat_map(|services| services.iter())
+            .filter(|(key, _)| **key != me)
+            .flat_map(|(_, other)| service::node_ports_held(other))
+            .collect();
+        service::allocate_node_ports(obj, &taken)
+    }
+
     fn uid_exists(&self, uid: &str) -> bool {
         self.uids.contains(uid)
     }
