@@ -151,6 +151,16 @@ pub fn builtins() -> Vec<ResourceKind> {
             true,
         ),
         builtin(
+            "apps",
+            "v1",
+            "ControllerRevision",
+            "controllerrevisions",
+            true,
+            &[],
+            false,
+            false,
+        ),
+        builtin(
             "networking.k8s.io",
             "v1",
             "Ingress",

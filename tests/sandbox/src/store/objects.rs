@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::kinds::ResourceKind;
 use super::selector::label_selector_object_matches;
-use super::validate::{meta, service};
+use super::validate::{meta, revision, service};
 
 /// A field path and what is wrong with it, as in a 422 `Status`'s causes.
 pub type Cause = (String, String);
@@ -76,6 +76,7 @@ pub fn apply_defaults(
 ) {
     match (kind.group.as_str(), kind.plural.as_str()) {
         ("apps", "deployments") => default_deployment(obj),
+        ("apps", "controllerrevisions") => revision::apply_defaults(obj),
         ("", "services") => {
             default_service(obj, next_cluster_ip);
             service::default_type_fields(obj);
@@ -202,6 +203,7 @@ pub fn validate(kind: &ResourceKind, obj: &Value, old: Option<&Value>) -> Vec<Ca
             }
         }
         ("", "services") => service::validate(obj, old, &mut causes),
+        ("apps", "controllerrevisions") => revision::validate(obj, old, &mut causes),
         _ => {}
     }
     let mut cause = |field: &str, message: String| causes.push((field.to_string(), message));

@@ -3,11 +3,14 @@
 //! (structural, then enforced on custom objects with pruning and defaulting), ControllerRevisions.
 
 pub mod meta;
+pub mod revision;
 pub mod service;
 
 pub use super::objects::Cause;
 
 #[cfg(test)]
 mod meta_tests;
+#[cfg(test)]
+mod revision_tests;
 #[cfg(test)]
 mod service_tests;
