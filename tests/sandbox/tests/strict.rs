@@ -61,9 +61,9 @@ async fn controller_revisions_are_served_discovered_and_keep_data() {
         .expect_err("data is immutable");
     let message = invalid_message(err);
     assert!(
-        message
-            .starts_with("ControllerRevision \"reporting-7d9f\" is invalid: data: Invalid value:")
-            && message.ends_with("field is immutable"),
+        message.starts_with(
+            "ControllerRevision.apps \"reporting-7d9f\" is invalid: data: Invalid value:"
+        ) && message.ends_with("field is immutable"),
         "{message}"
     );
     sandbox.shutdown().await;

@@ -74,6 +74,9 @@ pub fn apply_defaults(
     obj: &mut Value,
     next_cluster_ip: &mut dyn FnMut() -> String,
 ) {
+    if let Some(schema) = &kind.schema {
+        schema.prune_and_default(obj);
+    }
     match (kind.group.as_str(), kind.plural.as_str()) {
         ("apps", "deployments") => default_deployment(obj),
         ("apps", "controllerrevisions") => revision::apply_defaults(obj),
@@ -205,6 +208,9 @@ pub fn validate(kind: &ResourceKind, obj: &Value, old: Option<&Value>) -> Vec<Ca
         ("", "services") => service::validate(obj, old, &mut causes),
         ("apps", "controllerrevisions") => revision::validate(obj, old, &mut causes),
         _ => {}
+    }
+    if let Some(schema) = &kind.schema {
+        schema.validate(obj, old, &mut causes);
     }
     let mut cause = |field: &str, message: String| causes.push((field.to_string(), message));
     match (kind.group.as_str(), kind.plural.as_str()) {

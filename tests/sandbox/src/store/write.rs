@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use super::kinds::{ResourceKey, ResourceKind, kind_from_crd};
 use super::objects::{Cause, apply_defaults, spec_changed, validate, validate_name};
 use super::patch::{self, PatchError};
-use super::validate::service;
+use super::validate::{self, service};
 use super::{ApiError, EventType, State, Store, WatchEvent, name_of, now_rfc3339};
 
 /// Which part of an object a write addresses.
@@ -54,7 +54,6 @@ fn patch_error(kind: &ResourceKind, name: &str, err: PatchError) -> ApiError {
     ApiError::invalid(
         &kind.kind,
         &kind.group,
-        &kind.plural,
         name,
         &[("patch".into(), err.to_string())],
     )
@@ -172,7 +171,6 @@ impl Store {
                     return Err(ApiError::invalid(
                         &kind.kind,
                         &kind.group,
-                        &kind.plural,
                         "",
                         &[(
                             "metadata.name".into(),
@@ -199,13 +197,7 @@ impl Store {
             meta.remove("namespace");
         }
         if let Some(cause) = validate_name(kind, &name) {
-            return Err(ApiError::invalid(
-                &kind.kind,
-                &kind.group,
-                &kind.plural,
-                &name,
-                &[cause],
-            ));
+            return Err(ApiError::invalid(&kind.kind, &kind.group, &name, &[cause]));
         }
         if kind.namespaced {
             let namespaces = state
@@ -258,35 +250,10 @@ impl Store {
             causes = validate(kind, &body, None);
         }
         if !causes.is_empty() {
-            return Err(ApiError::invalid(
-                &kind.kind,
-                &kind.group,
-                &kind.plural,
-                &name,
-                &causes,
-            ));
+            return Err(ApiError::invalid(&kind.kind, &kind.group, &name, &causes));
         }
-        let crd_kind = if kind.plural == "customresourcedefinitions" {
-            let declared = kind_from_crd(&body).map_err(|why| {
-                ApiError::invalid(
-                    &kind.kind,
-                    &kind.group,
-                    &kind.plural,
-                    &name,
-                    &[("spec".into(), why)],
-                )
-            })?;
-            if format!("{}.{}", declared.plural, declared.group) != name {
-                let why =
-                    format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group");
-                return Err(ApiError::invalid(
-                    &kind.kind,
-                    &kind.group,
-                    &kind.plural,
-                    &name,
-                    &[("metadata.name".into(), why)],
-                ));
-            }
+        let crd_kind = if is_crd(kind) {
+            let declared = declared_kind(kind, &body, &name)?;
             body["status"] = crd_status(&declared);
             Some(declared)
         } else {
@@ -449,7 +416,6 @@ impl Store {
                 ApiError::invalid(
                     "Scale",
                     "autoscaling",
-                    "scale",
                     &name,
                     &[("spec.replicas".into(), "Required value".into())],
                 )
@@ -551,13 +517,7 @@ impl Store {
             causes = validate(kind, &next, Some(current));
         }
         if !causes.is_empty() {
-            return Err(ApiError::invalid(
-                &kind.kind,
-                &kind.group,
-                &kind.plural,
-                &name,
-                &causes,
-            ));
+            return Err(ApiError::invalid(&kind.kind, &kind.group, &name, &causes));
         }
         if spec_changed(current, &next) {
             let generation = current
@@ -566,6 +526,12 @@ impl Store {
                 .unwrap_or(0);
             metadata_mut(&mut next).insert("generation".into(), json!(generation + 1));
         }
+        // A CRD whose spec changes serves its kind anew (a new schema applies from now on).
+        let crd_kind = if is_crd(kind) && current.get("spec") != next.get("spec") {
+            Some(declared_kind(kind, &next, &name)?)
+        } else {
+            None
+        };
         if same_but_resource_version(current, &next) {
             return Ok(current.clone());
         }
@@ -579,7 +545,12 @@ impl Store {
             let deleted = self.commit(state, kind, EventType::Modified, next);
             return Ok(self.remove_locked(state, kind, &deleted, false));
         }
-        Ok(self.commit(state, kind, EventType::Modified, next))
+        let committed = self.commit(state, kind, EventType::Modified, next);
+        if let Some(declared) = crd_kind {
+            state.reprune_objects(&declared);
+            state.kinds.insert(declared);
+        }
+        Ok(committed)
     }
 
     pub fn delete(
@@ -823,6 +794,23 @@ impl Store {
 }
 
 impl State {
+    /// The real server prunes and defaults custom objects when it reads them, so a schema
+    /// change shows in objects stored before it. Stored here once, in place: no event, the same
+    /// resourceVersion, as a read-time change is on a real cluster.
+    fn reprune_objects(&mut self, kind: &ResourceKind) {
+        let Some(schema) = &kind.schema else { return };
+        let Some(objects) = self.objects.get_mut(&kind.key()) else {
+            return;
+        };
+        for obj in objects.values_mut() {
+            let mut next = (**obj).clone();
+            schema.prune_and_default(&mut next);
+            if next != **obj {
+                *obj = Arc::new(next);
+            }
+        }
+    }
+
     /// Node ports for a Service that needs them, unique among all Services but itself.
     fn allocate_node_ports(&self, kind: &ResourceKind, obj: &mut Value) -> Vec<Cause> {
         let is_service = kind.group.is_empty() && kind.plural == "services";
@@ -859,6 +847,24 @@ impl State {
             self.uids.remove(uid);
         }
     }
+}
+
+fn is_crd(kind: &ResourceKind) -> bool {
+    kind.group == "apiextensions.k8s.io" && kind.plural == "customresourcedefinitions"
+}
+
+/// The kind a CRD declares, its schema compiled; 422 when the CRD or its schema is refused.
+fn declared_kind(kind: &ResourceKind, crd: &Value, name: &str) -> Result<ResourceKind, ApiError> {
+    let invalid = |causes: &[Cause]| ApiError::invalid(&kind.kind, &kind.group, name, causes);
+    let mut declared = kind_from_crd(crd).map_err(|why| invalid(&[("spec".into(), why)]))?;
+    if format!("{}.{}", declared.plural, declared.group) != name {
+        let why = format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group");
+        return Err(invalid(&[("metadata.name".into(), why)]));
+    }
+    declared.schema = validate::crd::compile(crd)
+        .map_err(|causes| invalid(&causes))?
+        .map(Arc::new);
+    Ok(declared)
 }
 
 /// A body's apiVersion/kind, when given, must name the kind of the URL.

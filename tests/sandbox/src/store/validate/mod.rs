@@ -2,12 +2,15 @@
 //! annotation syntax on every object, Services' type-dependent fields and node ports, CRD schemas
 //! (structural, then enforced on custom objects with pruning and defaulting), ControllerRevisions.
 
+pub mod crd;
 pub mod meta;
 pub mod revision;
 pub mod service;
 
 pub use super::objects::Cause;
 
+#[cfg(test)]
+mod crd_tests;
 #[cfg(test)]
 mod meta_tests;
 #[cfg(test)]

@@ -36,7 +36,7 @@ fn data_is_kept_as_sent_and_immutable() {
     assert_eq!(err.code, 422);
     assert!(
         err.message
-            .starts_with("ControllerRevision \"r-1\" is invalid: data: Invalid value: {"),
+            .starts_with("ControllerRevision.apps \"r-1\" is invalid: data: Invalid value: {"),
         "{}",
         err.message
     );
@@ -76,7 +76,7 @@ fn data_is_mandatory_and_revision_an_integer() {
         .expect_err("no data, negative revision");
     assert_eq!(
         err.message,
-        "ControllerRevision \"r-1\" is invalid: data: Required value: data is mandatory, revision: Invalid value: -1: must be greater than or equal to 0"
+        "ControllerRevision.apps \"r-1\" is invalid: [data: Required value: data is mandatory, revision: Invalid value: -1: must be greater than or equal to 0]"
     );
     let created = store
         .create(
