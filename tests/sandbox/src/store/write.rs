@@ -26,6 +26,34 @@ pub enum Subresource {
 pub struct WriteOptions {
     /// `dryRun=All`: validate and answer, persist nothing.
     pub dry_run: bool,
+    /// `fieldValidation=Strict`: unknown fields of a custom object are a 400, not pruned.
+    pub strict_fields: bool,
+}
+
+/// With `fieldValidation=Strict` the real server refuses a custom object's unknown fields with
+/// the decoder's words rather than prune them.
+fn check_unknown_fields(
+    kind: &ResourceKind,
+    obj: &Value,
+    opts: &WriteOptions,
+) -> Result<(), ApiError> {
+    let Some(schema) = kind.schema.as_ref().filter(|_| opts.strict_fields) else {
+        return Ok(());
+    };
+    let unknown = schema.unknown_fields(obj);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    Err(ApiError::bad_request(format!(
+        "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+        fields.join(", "),
+        kind = kind.kind,
+        version = kind.preferred_version(),
+    )))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -243,6 +271,7 @@ impl Store {
         {
             map.remove("status");
         }
+        check_unknown_fields(kind, &body, opts)?;
         let mut next_ip = || state.next_cluster_ip();
         apply_defaults(kind, &mut body, &mut next_ip);
         let mut causes = state.allocate_node_ports(kind, &mut body);
@@ -510,6 +539,7 @@ impl Store {
         if kind.group.is_empty() && kind.plural == "services" {
             service::carry_over(&mut next, current);
         }
+        check_unknown_fields(kind, &next, opts)?;
         let mut next_ip = || state.next_cluster_ip();
         apply_defaults(kind, &mut next, &mut next_ip);
         let mut causes = state.allocate_node_ports(kind, &mut next);

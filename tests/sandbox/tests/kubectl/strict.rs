@@ -63,6 +63,23 @@ async fn a_custom_object_is_checked_against_its_schema() {
             "The ReportSchedule \"month-end-close\" is invalid: spec.format: Invalid value: \"integer\": spec.format in body must be of type string: \"integer\"",
         )
         .await;
+    // kubectl asks for fieldValidation=Strict: an unknown field is refused, not pruned.
+    let typo = report_schedule_yaml("pdf").replace("  report:", "  reprot:");
+    let typo_file = cluster.manifest("typo.yaml", &typo);
+    cluster
+        .fails_with(
+            &["apply", "-f", &typo_file],
+            "ReportSchedule in version \"v1alpha1\" cannot be handled as a ReportSchedule: strict decoding error: unknown field \"spec.reprot\"",
+        )
+        .await;
+    // Without it the field is pruned, as the real server does.
+    cluster
+        .kubectl(&["apply", "--validate=false", "-f", &typo_file])
+        .await;
+    let pruned = cluster
+        .get_json(&["get", "reportschedule", "month-end-close", "-n", NS])
+        .await;
+    assert!(pruned["spec"].get("reprot").is_none(), "{pruned:#}");
     let fine = cluster.manifest("fine.yaml", &report_schedule_yaml("pdf"));
     cluster.kubectl(&["apply", "-f", &fine]).await;
 

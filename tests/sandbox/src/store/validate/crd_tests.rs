@@ -462,3 +462,31 @@ fn non_structural_schemas_are_refused() {
         )
         .expect("structural");
 }
+
+#[test]
+fn strict_field_validation_refuses_what_pruning_would_drop() {
+    let (store, rollouts) = setup();
+    let mut spec = valid_spec();
+    spec["service"]["prot"] = json!(80);
+    spec["steps"] = json!([10]);
+    let strict = WriteOptions {
+        strict_fields: true,
+        ..Default::default()
+    };
+    let err = store
+        .create(&rollouts, "default", rollout(spec.clone()), &strict)
+        .expect_err("an unknown field with fieldValidation=Strict");
+    assert_eq!(err.code, 400);
+    assert_eq!(
+        err.message,
+        "Rollout in version \"v1alpha1\" cannot be handled as a Rollout: strict decoding error: unknown field \"spec.service.prot\""
+    );
+    store
+        .create(
+            &rollouts,
+            "default",
+            rollout(spec),
+            &WriteOptions::default(),
+        )
+        .expect("pruned without it");
+}

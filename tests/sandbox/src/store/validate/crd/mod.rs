@@ -126,8 +126,15 @@ impl CustomSchema {
     /// What the real server does to a custom object before validating it, on create, update,
     /// patch and status writes alike.
     pub fn prune_and_default(&self, obj: &mut Value) {
-        prune::prune(obj, &self.raw, true);
+        prune::prune(obj, &self.raw, "", &mut Vec::new());
         prune::apply_defaults(obj, &self.raw);
+    }
+
+    /// The fields pruning would remove: what `fieldValidation=Strict` refuses.
+    pub fn unknown_fields(&self, obj: &Value) -> Vec<String> {
+        let mut removed = Vec::new();
+        prune::prune(&mut obj.clone(), &self.raw, "", &mut removed);
+        removed
     }
 
     /// The object's field errors. On update, an error at a value the update left as it was is

@@ -8,9 +8,19 @@ fn flag(node: &Value, key: &str) -> bool {
     node.get(key).and_then(Value::as_bool).unwrap_or(false)
 }
 
-/// Removes what the schema does not know. `root`: the object itself, whose apiVersion, kind and
-/// metadata are the server's, not the schema's.
-pub fn prune(value: &mut Value, schema: &Value, root: bool) {
+fn child_path(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+/// Removes what the schema does not know, and names what it removed (`spec.tyop`) in `removed`.
+/// `path` "" is the object itself, whose apiVersion, kind and metadata are the server's, not the
+/// schema's.
+pub fn prune(value: &mut Value, schema: &Value, path: &str, removed: &mut Vec<String>) {
+    let root = path.is_empty();
     match value {
         Value::Object(map) => {
             let keep_type_meta = root || flag(schema, "x-kubernetes-embedded-resource");
@@ -26,21 +36,22 @@ pub fn prune(value: &mut Value, schema: &Value, root: bool) {
                 match (child_schema, additional) {
                     (Some(sub), _) | (None, Some(sub @ Value::Object(_))) => {
                         if let Some(child) = map.get_mut(&key) {
-                            prune(child, sub, false);
+                            prune(child, sub, &child_path(path, &key), removed);
                         }
                     }
                     (None, Some(Value::Bool(true))) => {}
                     (None, _) if preserve => {}
                     (None, _) => {
                         map.remove(&key);
+                        removed.push(child_path(path, &key));
                     }
                 }
             }
         }
         Value::Array(items) => {
             if let Some(sub) = schema.get("items").filter(|i| i.is_object()) {
-                for item in items {
-                    prune(item, sub, false);
+                for (i, item) in items.iter_mut().enumerate() {
+                    prune(item, sub, &format!("{path}[{i}]"), removed);
                 }
             }
         }
