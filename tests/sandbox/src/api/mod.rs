@@ -110,6 +110,7 @@ fn serve(
     let name = req.name.as_deref().unwrap_or("");
     let write = WriteOptions {
         dry_run: query.get("dryRun").is_some_and(|d| d == "All"),
+        strict_fields: query.get("fieldValidation").is_some_and(|v| v == "Strict"),
     };
     let respond = |code: StatusCode, obj: &Value| {
         object_response(code, kind, &req.version, req.subresource, obj)

@@ -12,6 +12,23 @@ pub struct ApiError {
     pub details: Option<Value>,
 }
 
+/// The `CauseType` of a field error, read from the error's wording (`Required value: ...`).
+fn cause_type(message: &str) -> &'static str {
+    const TYPES: [(&str, &str); 7] = [
+        ("Required value", "FieldValueRequired"),
+        ("Forbidden", "FieldValueForbidden"),
+        ("Unsupported value", "FieldValueNotSupported"),
+        ("Too long", "FieldValueTooLong"),
+        ("Too many", "FieldValueTooMany"),
+        ("Duplicate value", "FieldValueDuplicate"),
+        ("Internal error", "InternalError"),
+    ];
+    TYPES
+        .iter()
+        .find(|(prefix, _)| message.starts_with(prefix))
+        .map_or("FieldValueInvalid", |(_, cause)| cause)
+}
+
 impl ApiError {
     fn new(code: u16, reason: &'static str, message: String) -> Self {
         ApiError {
@@ -70,24 +87,32 @@ impl ApiError {
     }
 
     /// 422 with the field causes, as the real server reports validation failures.
-    pub fn invalid(
-        kind: &str,
-        group: &str,
-        plural: &str,
-        name: &str,
-        causes: &[(String, String)],
-    ) -> Self {
+    pub fn invalid(kind: &str, group: &str, name: &str, causes: &[(String, String)]) -> Self {
         let text: Vec<String> = causes.iter().map(|(f, m)| format!("{f}: {m}")).collect();
+        // The real server names the kind with its group: `Deployment.apps "web" is invalid`.
+        let qualified_kind = if group.is_empty() {
+            kind.to_string()
+        } else {
+            format!("{kind}.{group}")
+        };
         let mut err = Self::new(
             422,
             "Invalid",
-            format!("{kind} \"{name}\" is invalid: {}", text.join(", ")),
+            // One cause alone, several as the aggregate `[a, b]`, as `NewInvalid` words them.
+            match text.as_slice() {
+                [one] => format!("{qualified_kind} \"{name}\" is invalid: {one}"),
+                many => format!(
+                    "{qualified_kind} \"{name}\" is invalid: [{}]",
+                    many.join(", ")
+                ),
+            },
         )
-        .with_details(group, plural, name);
+        // Invalid names the kind in its details (NotFound and AlreadyExists name the resource).
+        .with_details(group, kind, name);
         if let Some(details) = err.details.as_mut() {
             details["causes"] = causes
                 .iter()
-                .map(|(field, message)| json!({"reason": "FieldValueInvalid", "field": field, "message": message}))
+                .map(|(field, message)| json!({"reason": cause_type(message), "field": field, "message": message}))
                 .collect();
         }
         err

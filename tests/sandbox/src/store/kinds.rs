@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::validate::crd::CustomSchema;
+
 /// One served resource (`deployments.apps`), across its served versions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResourceKind {
@@ -26,6 +28,8 @@ pub struct ResourceKind {
     pub printer_columns: Vec<PrinterColumn>,
     /// Declared by a CRD: the server then refuses strategic merge patches, as the real one does.
     pub custom: bool,
+    /// A custom kind's schema (its storage version's), enforced on every write.
+    pub schema: Option<Arc<CustomSchema>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -101,6 +105,7 @@ fn builtin(
         scale_subresource: scale,
         printer_columns: Vec::new(),
         custom: false,
+        schema: None,
     }
 }
 
@@ -149,6 +154,16 @@ pub fn builtins() -> Vec<ResourceKind> {
             &["deploy"],
             true,
             true,
+        ),
+        builtin(
+            "apps",
+            "v1",
+            "ControllerRevision",
+            "controllerrevisions",
+            true,
+            &[],
+            false,
+            false,
         ),
         builtin(
             "networking.k8s.io",
@@ -393,5 +408,6 @@ pub fn kind_from_crd(crd: &Value) -> Result<ResourceKind, String> {
         scale_subresource: false,
         printer_columns,
         custom: true,
+        schema: None,
     })
 }

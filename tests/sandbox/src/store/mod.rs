@@ -7,6 +7,7 @@ pub mod kinds;
 pub mod objects;
 pub mod patch;
 pub mod selector;
+pub mod validate;
 mod write;
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};

@@ -5,6 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::kinds::ResourceKind;
 use super::selector::label_selector_object_matches;
+use super::validate::{meta, revision, service};
 
 /// A field path and what is wrong with it, as in a 422 `Status`'s causes.
 pub type Cause = (String, String);
@@ -73,9 +74,16 @@ pub fn apply_defaults(
     obj: &mut Value,
     next_cluster_ip: &mut dyn FnMut() -> String,
 ) {
+    if let Some(schema) = &kind.schema {
+        schema.prune_and_default(obj);
+    }
     match (kind.group.as_str(), kind.plural.as_str()) {
         ("apps", "deployments") => default_deployment(obj),
-        ("", "services") => default_service(obj, next_cluster_ip),
+        ("apps", "controllerrevisions") => revision::apply_defaults(obj),
+        ("", "services") => {
+            default_service(obj, next_cluster_ip);
+            service::default_type_fields(obj);
+        }
         ("", "namespaces") => {
             ensure_object(obj, "spec")
                 .entry("finalizers")
@@ -185,6 +193,25 @@ fn default_service(obj: &mut Value, next_cluster_ip: &mut dyn FnMut() -> String)
 /// The checks a controller can trip over. Returns every cause, empty when valid.
 pub fn validate(kind: &ResourceKind, obj: &Value, old: Option<&Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
+    meta::object_meta(obj.get("metadata"), "metadata", &mut causes);
+    match (kind.group.as_str(), kind.plural.as_str()) {
+        ("apps", "deployments") => {
+            meta::object_meta(
+                obj.pointer("/spec/template/metadata"),
+                "spec.template.metadata",
+                &mut causes,
+            );
+            if let Some(selector) = obj.pointer("/spec/selector") {
+                meta::label_selector(selector, "spec.selector", &mut causes);
+            }
+        }
+        ("", "services") => service::validate(obj, old, &mut causes),
+        ("apps", "controllerrevisions") => revision::validate(obj, old, &mut causes),
+        _ => {}
+    }
+    if let Some(schema) = &kind.schema {
+        schema.validate(obj, old, &mut causes);
+    }
     let mut cause = |field: &str, message: String| causes.push((field.to_string(), message));
     match (kind.group.as_str(), kind.plural.as_str()) {
         ("apps", "deployments") => {

@@ -2,14 +2,16 @@
 //! (resourceVersion preconditions, status subresource rules, generation, finalizers, garbage
 //! collection, CRDs that start serving their kind).
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use chrono::Utc;
 use serde_json::{Value, json};
 
 use super::kinds::{ResourceKey, ResourceKind, kind_from_crd};
-use super::objects::{apply_defaults, spec_changed, validate, validate_name};
+use super::objects::{Cause, apply_defaults, spec_changed, validate, validate_name};
 use super::patch::{self, PatchError};
+use super::validate::{self, service};
 use super::{ApiError, EventType, State, Store, WatchEvent, name_of, now_rfc3339};
 
 /// Which part of an object a write addresses.
@@ -24,6 +26,34 @@ pub enum Subresource {
 pub struct WriteOptions {
     /// `dryRun=All`: validate and answer, persist nothing.
     pub dry_run: bool,
+    /// `fieldValidation=Strict`: unknown fields of a custom object are a 400, not pruned.
+    pub strict_fields: bool,
+}
+
+/// With `fieldValidation=Strict` the real server refuses a custom object's unknown fields with
+/// the decoder's words rather than prune them.
+fn check_unknown_fields(
+    kind: &ResourceKind,
+    obj: &Value,
+    opts: &WriteOptions,
+) -> Result<(), ApiError> {
+    let Some(schema) = kind.schema.as_ref().filter(|_| opts.strict_fields) else {
+        return Ok(());
+    };
+    let unknown = schema.unknown_fields(obj);
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    let fields: Vec<String> = unknown
+        .iter()
+        .map(|f| format!("unknown field {f:?}"))
+        .collect();
+    Err(ApiError::bad_request(format!(
+        "{kind} in version {version:?} cannot be handled as a {kind}: strict decoding error: {}",
+        fields.join(", "),
+        kind = kind.kind,
+        version = kind.preferred_version(),
+    )))
 }
 
 #[derive(Debug, Clone, Default)]
@@ -52,7 +82,6 @@ fn patch_error(kind: &ResourceKind, name: &str, err: PatchError) -> ApiError {
     ApiError::invalid(
         &kind.kind,
         &kind.group,
-        &kind.plural,
         name,
         &[("patch".into(), err.to_string())],
     )
@@ -170,7 +199,6 @@ impl Store {
                     return Err(ApiError::invalid(
                         &kind.kind,
                         &kind.group,
-                        &kind.plural,
                         "",
                         &[(
                             "metadata.name".into(),
@@ -197,13 +225,7 @@ impl Store {
             meta.remove("namespace");
         }
         if let Some(cause) = validate_name(kind, &name) {
-            return Err(ApiError::invalid(
-                &kind.kind,
-                &kind.group,
-                &kind.plural,
-                &name,
-                &[cause],
-            ));
+            return Err(ApiError::invalid(&kind.kind, &kind.group, &name, &[cause]));
         }
         if kind.namespaced {
             let namespaces = state
@@ -249,39 +271,18 @@ impl Store {
         {
             map.remove("status");
         }
+        check_unknown_fields(kind, &body, opts)?;
         let mut next_ip = || state.next_cluster_ip();
         apply_defaults(kind, &mut body, &mut next_ip);
-        let causes = validate(kind, &body, None);
-        if !causes.is_empty() {
-            return Err(ApiError::invalid(
-                &kind.kind,
-                &kind.group,
-                &kind.plural,
-                &name,
-                &causes,
-            ));
+        let mut causes = state.allocate_node_ports(kind, &mut body);
+        if causes.is_empty() {
+            causes = validate(kind, &body, None);
         }
-        let crd_kind = if kind.plural == "customresourcedefinitions" {
-            let declared = kind_from_crd(&body).map_err(|why| {
-                ApiError::invalid(
-                    &kind.kind,
-                    &kind.group,
-                    &kind.plural,
-                    &name,
-                    &[("spec".into(), why)],
-                )
-            })?;
-            if format!("{}.{}", declared.plural, declared.group) != name {
-                let why =
-                    format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group");
-                return Err(ApiError::invalid(
-                    &kind.kind,
-                    &kind.group,
-                    &kind.plural,
-                    &name,
-                    &[("metadata.name".into(), why)],
-                ));
-            }
+        if !causes.is_empty() {
+            return Err(ApiError::invalid(&kind.kind, &kind.group, &name, &causes));
+        }
+        let crd_kind = if is_crd(kind) {
+            let declared = declared_kind(kind, &body, &name)?;
             body["status"] = crd_status(&declared);
             Some(declared)
         } else {
@@ -444,7 +445,6 @@ impl Store {
                 ApiError::invalid(
                     "Scale",
                     "autoscaling",
-                    "scale",
                     &name,
                     &[("spec.replicas".into(), "Required value".into())],
                 )
@@ -536,17 +536,18 @@ impl Store {
         {
             meta.insert("managedFields".into(), managed.clone());
         }
+        if kind.group.is_empty() && kind.plural == "services" {
+            service::carry_over(&mut next, current);
+        }
+        check_unknown_fields(kind, &next, opts)?;
         let mut next_ip = || state.next_cluster_ip();
         apply_defaults(kind, &mut next, &mut next_ip);
-        let causes = validate(kind, &next, Some(current));
+        let mut causes = state.allocate_node_ports(kind, &mut next);
+        if causes.is_empty() {
+            causes = validate(kind, &next, Some(current));
+        }
         if !causes.is_empty() {
-            return Err(ApiError::invalid(
-                &kind.kind,
-                &kind.group,
-                &kind.plural,
-                &name,
-                &causes,
-            ));
+            return Err(ApiError::invalid(&kind.kind, &kind.group, &name, &causes));
         }
         if spec_changed(current, &next) {
             let generation = current
@@ -555,6 +556,12 @@ impl Store {
                 .unwrap_or(0);
             metadata_mut(&mut next).insert("generation".into(), json!(generation + 1));
         }
+        // A CRD whose spec changes serves its kind anew (a new schema applies from now on).
+        let crd_kind = if is_crd(kind) && current.get("spec") != next.get("spec") {
+            Some(declared_kind(kind, &next, &name)?)
+        } else {
+            None
+        };
         if same_but_resource_version(current, &next) {
             return Ok(current.clone());
         }
@@ -568,7 +575,12 @@ impl Store {
             let deleted = self.commit(state, kind, EventType::Modified, next);
             return Ok(self.remove_locked(state, kind, &deleted, false));
         }
-        Ok(self.commit(state, kind, EventType::Modified, next))
+        let committed = self.commit(state, kind, EventType::Modified, next);
+        if let Some(declared) = crd_kind {
+            state.reprune_objects(&declared);
+            state.kinds.insert(declared);
+        }
+        Ok(committed)
     }
 
     pub fn delete(
@@ -812,6 +824,44 @@ impl Store {
 }
 
 impl State {
+    /// The real server prunes and defaults custom objects when it reads them, so a schema
+    /// change shows in objects stored before it. Stored here once, in place: no event, the same
+    /// resourceVersion, as a read-time change is on a real cluster.
+    fn reprune_objects(&mut self, kind: &ResourceKind) {
+        let Some(schema) = &kind.schema else { return };
+        let Some(objects) = self.objects.get_mut(&kind.key()) else {
+            return;
+        };
+        for obj in objects.values_mut() {
+            let mut next = (**obj).clone();
+            schema.prune_and_default(&mut next);
+            if next != **obj {
+                *obj = Arc::new(next);
+            }
+        }
+    }
+
+    /// Node ports for a Service that needs them, unique among all Services but itself.
+    fn allocate_node_ports(&self, kind: &ResourceKind, obj: &mut Value) -> Vec<Cause> {
+        let is_service = kind.group.is_empty() && kind.plural == "services";
+        if !(is_service && service::allocates_node_ports(obj)) {
+            return Vec::new();
+        }
+        let me = (
+            super::namespace_of(obj).to_string(),
+            name_of(obj).to_string(),
+        );
+        let taken: BTreeSet<i64> = self
+            .objects
+            .get(&kind.key())
+            .into_iter()
+            .flat_map(|services| services.iter())
+            .filter(|(key, _)| **key != me)
+            .flat_map(|(_, other)| service::node_ports_held(other))
+            .collect();
+        service::allocate_node_ports(obj, &taken)
+    }
+
     fn uid_exists(&self, uid: &str) -> bool {
         self.uids.contains(uid)
     }
@@ -827,6 +877,24 @@ impl State {
             self.uids.remove(uid);
         }
     }
+}
+
+fn is_crd(kind: &ResourceKind) -> bool {
+    kind.group == "apiextensions.k8s.io" && kind.plural == "customresourcedefinitions"
+}
+
+/// The kind a CRD declares, its schema compiled; 422 when the CRD or its schema is refused.
+fn declared_kind(kind: &ResourceKind, crd: &Value, name: &str) -> Result<ResourceKind, ApiError> {
+    let invalid = |causes: &[Cause]| ApiError::invalid(&kind.kind, &kind.group, name, causes);
+    let mut declared = kind_from_crd(crd).map_err(|why| invalid(&[("spec".into(), why)]))?;
+    if format!("{}.{}", declared.plural, declared.group) != name {
+        let why = format!("Invalid value: {name:?}: must be spec.names.plural+\".\"+spec.group");
+        return Err(invalid(&[("metadata.name".into(), why)]));
+    }
+    declared.schema = validate::crd::compile(crd)
+        .map_err(|causes| invalid(&causes))?
+        .map(Arc::new);
+    Ok(declared)
 }
 
 /// A body's apiVersion/kind, when given, must name the kind of the URL.

@@ -1,5 +1,5 @@
 //! Shared by the integration tests: a sandbox and a real kube client talking to it.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use kube::Client;
 pub use sluice_sandbox::testing::eventually;

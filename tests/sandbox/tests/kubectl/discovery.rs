@@ -25,6 +25,13 @@ async fn api_resources_and_versions_list_what_sluice_uses() {
         assert_eq!(found["KIND"], kind, "kind of {name}");
     };
     expect("deployments", "deploy", "apps/v1", "true", "Deployment");
+    expect(
+        "controllerrevisions",
+        "",
+        "apps/v1",
+        "true",
+        "ControllerRevision",
+    );
     expect("services", "svc", "v1", "true", "Service");
     expect("namespaces", "ns", "v1", "false", "Namespace");
     expect(
@@ -58,7 +65,7 @@ async fn api_resources_and_versions_list_what_sluice_uses() {
     cluster
         .expect_stdout(
             &["api-resources", "--api-group=apps", "-o", "name"],
-            "deployments.apps",
+            "controllerrevisions.apps\ndeployments.apps",
         )
         .await;
 

@@ -12,5 +12,6 @@
 mod discovery;
 mod harness;
 mod manifests;
+mod strict;
 mod wait_and_watch;
 mod writes;
