@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
@@ -14,11 +14,12 @@ use serde_json::{Value, json};
 use sluice_strategies::objects::{self, managed_labels, nginx};
 use sluice_strategies::plan::ReleasePlan;
 use sluice_strategies::release::{
-    CanaryRoute, Desired, HandBack, InvalidDecision, REVISION_ANNOTATION, SlotSpec, slot_selector,
+    CanaryRoute, Desired, HandBack, InvalidDecision, REVISION_ANNOTATION, SlotSpec, TemplateRecord,
+    slot_selector,
 };
 use sluice_strategies::status::Slot;
 
-use super::observe::{canary_ingress_name, canary_service_name, slot_name};
+use super::observe::{canary_ingress_name, canary_service_name, slot_name, template_record_name};
 use crate::crd::Rollout;
 use crate::error::{Error, kube_err};
 
@@ -37,6 +38,10 @@ pub struct Target<'a> {
     pub owned_ingresses: &'a [std::sync::Arc<Ingress>],
     pub owned_services: &'a [std::sync::Arc<Service>],
     pub observed_slots: [Option<i32>; 2],
+    /// The record `Desired::record` asks for is in the cache already.
+    pub record_exists: bool,
+    /// The records of `Desired::forget` that exist and are this Rollout's.
+    pub forgettable: &'a [std::sync::Arc<ControllerRevision>],
 }
 
 fn apply_params() -> PatchParams {
@@ -72,6 +77,9 @@ pub async fn write(client: &kube::Client, t: &Target<'_>, desired: &Desired) -> 
         desired.slots.iter().partition(|s| {
             t.observed_slots[index(s.slot)].is_none_or(|observed| s.replicas >= observed)
         });
+    if let Some(record) = desired.record.as_ref().filter(|_| !t.record_exists) {
+        create_record(client, t, record).await?;
+    }
     for slot in growing {
         apply_slot(client, t, slot).await?;
     }
@@ -107,7 +115,44 @@ pub async fn write(client: &kube::Client, t: &Target<'_>, desired: &Desired) -> 
     if let Some(replicas) = desired.target_replicas {
         scale_target(client, t.namespace, t.deployment, replicas).await?;
     }
-    Ok(())
+    let forget: Vec<String> = t.forgettable.iter().map(|r| r.name_any()).collect();
+    remove_owned(
+        client,
+        t.namespace,
+        t.forgettable,
+        &forget,
+        "ControllerRevision",
+    )
+    .await
+}
+
+/// Keeps a revision's pod template, as the user wrote it, in a ControllerRevision the Rollout owns.
+/// Its data is immutable, so it is created once; one already there is the same.
+async fn create_record(
+    client: &kube::Client,
+    t: &Target<'_>,
+    record: &TemplateRecord,
+) -> Result<(), Error> {
+    let name = template_record_name(&t.rollout.name_any(), &record.revision);
+    let body: ControllerRevision = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": t.namespace, "labels": labels(t.rollout),
+                     "annotations": {REVISION_ANNOTATION: record.revision},
+                     "ownerReferences": owner(t.rollout)},
+        "data": {"template": record.template},
+        "revision": record.number,
+    }))
+    .map_err(|source| Error::Serialize {
+        what: "ControllerRevision",
+        source,
+    })?;
+    match Api::<ControllerRevision>::namespaced(client.clone(), t.namespace)
+        .create(&PostParams::default(), &body)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+        Err(e) => Err(kube_err("create", "ControllerRevision", t.namespace, &name)(e)),
+    }
 }
 
 async fn apply_slot(client: &kube::Client, t: &Target<'_>, slot: &SlotSpec) -> Result<(), Error> {
@@ -293,6 +338,25 @@ pub async fn hand_back(
     t: &HandBackTarget<'_>,
     step: &HandBack,
 ) -> Result<(), Error> {
+    if let (Some(deployment), Some(template)) = (t.deployment, &step.restore_template) {
+        let name = deployment.name_any();
+        let ops: json_patch::Patch = serde_json::from_value(
+            json!([{"op": "replace", "path": "/spec/template", "value": template}]),
+        )
+        .map_err(|source| Error::Serialize {
+            what: "template patch",
+            source,
+        })?;
+        Api::<Deployment>::namespaced(client.clone(), t.namespace)
+            .patch(&name, &patch_params(), &Patch::Json::<()>(ops))
+            .await
+            .map_err(kube_err(
+                "restore the stable template of",
+                "Deployment",
+                t.namespace,
+                &name,
+            ))?;
+    }
     if let (Some(deployment), Some(replicas)) = (t.deployment, step.target_replicas) {
         scale_target(client, t.namespace, deployment, replicas).await?;
     }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
@@ -21,6 +21,7 @@ use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, ResourceExt};
+use sluice_strategies::objects::MANAGED_BY;
 use sluice_strategies::{Presets, RolloutSpec, names};
 use tokio::net::TcpListener;
 
@@ -55,6 +56,8 @@ pub struct Context {
     pub deployments: Store<Deployment>,
     pub services: Store<Service>,
     pub ingresses: Store<Ingress>,
+    /// Only sluice's own ControllerRevisions (the template records), by label.
+    pub revisions: Store<ControllerRevision>,
     pub recorder: Recorder,
     /// Our latest write to each Rollout, so that no reconcile decides from a cache behind it.
     pub own_writes: own_writes::OwnWrites,
@@ -69,12 +72,13 @@ impl Context {
             tokio::join!(
                 self.deployments.wait_until_ready(),
                 self.services.wait_until_ready(),
-                self.ingresses.wait_until_ready()
+                self.ingresses.wait_until_ready(),
+                self.revisions.wait_until_ready()
             )
         };
         matches!(
             tokio::time::timeout(limit, synced).await,
-            Ok((Ok(()), Ok(()), Ok(())))
+            Ok((Ok(()), Ok(()), Ok(()), Ok(())))
         )
     }
 }
@@ -106,6 +110,16 @@ pub async fn run(
     let (deployments, deployments_writer) = reflector::store();
     let (services, services_writer) = reflector::store();
     let (ingresses, ingresses_writer) = reflector::store();
+    let (revisions, revisions_writer) = reflector::store();
+    // Records wake nothing: a reflector alone, draining its stream in the background.
+    let records = watcher(
+        Api::<ControllerRevision>::all(client.clone()),
+        watcher::Config::default().labels(&format!("{MANAGED_BY}=sluice")),
+    )
+    .default_backoff()
+    .reflect(revisions_writer)
+    .for_each(|_| futures::future::ready(()));
+    let records = tokio::spawn(records);
     let deployment_events = watcher(
         Api::<Deployment>::all(client.clone()),
         watcher::Config::default(),
@@ -143,6 +157,7 @@ pub async fn run(
         deployments: deployments.clone(),
         services: services.clone(),
         ingresses: ingresses.clone(),
+        revisions: revisions.clone(),
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -157,9 +172,10 @@ pub async fn run(
         let synced = tokio::join!(
             deployments.wait_until_ready(),
             services.wait_until_ready(),
-            ingresses.wait_until_ready()
+            ingresses.wait_until_ready(),
+            revisions.wait_until_ready()
         );
-        if synced.0.is_ok() && synced.1.is_ok() && synced.2.is_ok() {
+        if synced.0.is_ok() && synced.1.is_ok() && synced.2.is_ok() && synced.3.is_ok() {
             stores_ready.set_ready();
         }
     });
@@ -207,6 +223,7 @@ pub async fn run(
         .await;
     let _ = server_stop.send(());
     let _ = server.await;
+    records.abort();
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use std::sync::Arc;
@@ -13,7 +13,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
-pub use sluice_strategies::names::{canary_ingress_name, canary_service_name, slot_name};
+pub use sluice_strategies::names::{
+    canary_ingress_name, canary_service_name, slot_name, template_record_name,
+};
 use sluice_strategies::plan::{ForeignOwner, ReleasePlan, StrategyPlan};
 use sluice_strategies::release::{REVISION_ANNOTATION, SlotView, TargetView};
 use sluice_strategies::status::{CanaryObjects, Slot};
@@ -112,6 +114,31 @@ pub fn canary_weight(ingress: &Ingress) -> u8 {
         .get(WEIGHT_ANNOTATION)
         .and_then(|w| w.parse().ok())
         .unwrap_or(0)
+}
+
+/// The pod template recorded for `revision` of the Rollout, if its record is in the cache and the
+/// Rollout's own.
+pub fn template_record(
+    revisions: &Store<ControllerRevision>,
+    rollout: &Rollout,
+    revision: Option<&str>,
+) -> Option<Value> {
+    let namespace = rollout.namespace()?;
+    let name = template_record_name(&rollout.name_any(), revision?);
+    let record = get(revisions, &namespace, &name)?;
+    let ours = controller(record.meta()).map(|o| &o.uid) == rollout.uid().as_ref();
+    ours.then(|| record.data.as_ref()?.0.get("template").cloned())
+        .flatten()
+}
+
+/// Whether the record of `revision` is in the cache.
+pub fn has_template_record(
+    revisions: &Store<ControllerRevision>,
+    rollout: &Rollout,
+    revision: &str,
+) -> bool {
+    let name = template_record_name(&rollout.name_any(), revision);
+    get(revisions, &rollout.namespace().unwrap_or_default(), &name).is_some()
 }
 
 /// Everything one reconcile reads of a Rollout's objects, from the caches, once.

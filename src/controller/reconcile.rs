@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -305,6 +306,11 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         service_selector: service.as_deref().map(observe::service_selector),
         canary_weight: seen.canary_weight(&plan),
         present: seen.owned.present(),
+        stable_record: observe::template_record(
+            &ctx.revisions,
+            rollout,
+            status.stable_revision.as_deref(),
+        ),
         command: command.clone(),
         check: None,
     };
@@ -318,20 +324,35 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         // Recorded in the status just now: the annotations can go.
         commands::remove(&ctx.client, rollout).await?;
     }
-    let target_ref = Target {
-        rollout,
-        namespace,
-        plan: &plan,
-        deployment: &target,
-        service: service.as_deref(),
-        ingress: ingress.as_deref(),
-        owned_ingresses: &seen.owned.ingresses,
-        owned_services: &seen.owned.services,
-        observed_slots: [
-            world.blue.as_ref().map(|s| s.replicas),
-            world.green.as_ref().map(|s| s.replicas),
-        ],
-    };
+    let forgettable: Vec<Arc<ControllerRevision>> = decision
+        .desired
+        .forget
+        .iter()
+        .filter_map(|revision| {
+            let name = observe::template_record_name(&rollout.name_any(), revision);
+            get(&ctx.revisions, namespace, &name)
+        })
+        .filter(|r| observe::controller(r.meta()).map(|o| &o.uid) == rollout.uid().as_ref())
+        .collect();
+    let target_ref =
+        Target {
+            rollout,
+            namespace,
+            plan: &plan,
+            deployment: &target,
+            service: service.as_deref(),
+            ingress: ingress.as_deref(),
+            owned_ingresses: &seen.owned.ingresses,
+            owned_services: &seen.owned.services,
+            record_exists: decision.desired.record.as_ref().is_some_and(|r| {
+                observe::has_template_record(&ctx.revisions, rollout, &r.revision)
+            }),
+            forgettable: &forgettable,
+            observed_slots: [
+                world.blue.as_ref().map(|s| s.replicas),
+                world.green.as_ref().map(|s| s.replicas),
+            ],
+        };
     apply::write(&ctx.client, &target_ref, &decision.desired).await?;
     publish(ctx, rollout, &decision.notes).await;
     Ok(Action::requeue(decision.requeue_after))
@@ -354,6 +375,8 @@ async fn hand_back(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<
     let owned = observe::Owned::read(&ctx.ingresses, &ctx.services, rollout, Some(spec));
     let present = owned.present();
     let target_view = target.as_deref().map(observe::target_view);
+    let stable_record =
+        observe::template_record(&ctx.revisions, rollout, status.stable_revision.as_deref());
     let selector = service.as_deref().map(observe::service_selector);
     let step = release::hand_back(
         &status,
@@ -362,6 +385,7 @@ async fn hand_back(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<
             target_ready: target.as_deref().map_or(0, observe::ready_of_current),
             service_selector: selector.as_ref(),
             present: &present,
+            stable_record: stable_record.as_ref(),
         },
     );
     tracing::info!(message = %step.message, "hand-back");
@@ -373,6 +397,14 @@ async fn hand_back(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<
         owned_services: &owned.services,
     };
     apply::hand_back(&ctx.client, &writes, &step).await?;
+    if step.restore_template.is_some() {
+        let note = Note {
+            reason: "TemplateRestored",
+            message: step.message.clone(),
+            warning: false,
+        };
+        publish(ctx, rollout, &[note]).await;
+    }
     if !step.done {
         return Ok(Action::requeue(Duration::from_secs(1)));
     }

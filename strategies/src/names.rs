@@ -28,6 +28,12 @@ pub fn canary_ingress_name(ingress: &str, service: &str) -> String {
     shortened(&format!("{ingress}-{service}{CANARY_SUFFIX}"), MAX_NAME)
 }
 
+/// `<rollout>-<revision>`: the ControllerRevision holding the pod template of one of the Rollout's
+/// revisions, as the user wrote it (shortened with a hash past 253 characters).
+pub fn template_record_name(rollout: &str, revision: &str) -> String {
+    shortened(&format!("{rollout}-{revision}"), MAX_NAME)
+}
+
 /// `text` as a label value: itself when it fits in 63 characters, else a prefix and a hash of the
 /// whole, so that two long names still get different values.
 pub fn label_value(text: &str) -> String {

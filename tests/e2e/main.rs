@@ -10,6 +10,7 @@ mod blue_green;
 mod harness;
 mod history;
 mod lifecycle;
+mod records;
 mod rollback;
 mod shared_ingress;
 

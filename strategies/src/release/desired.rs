@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use super::machine::{Machine, analysing};
-use super::{CanaryRoute, Desired, SlotSpec, next_check_at, revision};
+use super::{CanaryRoute, Desired, SlotSpec, TemplateRecord, next_check_at, revision};
 use crate::status::{Slot, Stage};
 
 const POLL: Duration = Duration::from_secs(2);
@@ -26,12 +26,7 @@ impl Machine<'_> {
             ..Desired::default()
         };
 
-        let stable_template = match self.world.slot(stable) {
-            Some(view) if stage != Stage::TakingOver && view.revision == self.s.stable_revision => {
-                view.template.clone()
-            }
-            _ => revision::slot_template(&target.template, &target.selector, stable),
-        };
+        let stable_template = self.stable_template(stage);
         let stable_revision = self
             .s
             .stable_revision
@@ -110,6 +105,13 @@ impl Machine<'_> {
             desired.target_replicas = Some(0);
         }
         self.keep_the_selected_slot_up(&mut desired.slots);
+        let recordable = Some(&self.target_revision) == self.s.stable_revision.as_ref()
+            || (in_flight && Some(&self.target_revision) == self.s.candidate_revision.as_ref());
+        desired.record = recordable.then(|| TemplateRecord {
+            revision: self.target_revision.clone(),
+            template: target.template.clone(),
+            number: self.now().timestamp(),
+        });
         desired.canary_route = match stage {
             _ if self.canary().is_none() => None,
             Stage::TakingOver => None,
@@ -130,6 +132,29 @@ impl Machine<'_> {
             }),
         };
         desired
+    }
+
+    /// The stable slot's pod template: the slot's own while it runs the stable revision; else the
+    /// record of the stable revision (a lost slot comes back with the stable revision, not with
+    /// whatever the target asks for); the target's only while taking over, when the target's is
+    /// the stable revision, or when nothing was recorded (Rollouts from before records).
+    fn stable_template(&self, stage: Stage) -> serde_json::Value {
+        let target = &self.world.target;
+        let stable = self.stable();
+        match (self.world.slot(stable), &self.world.stable_record) {
+            (Some(view), _)
+                if stage != Stage::TakingOver && view.revision == self.s.stable_revision =>
+            {
+                view.template.clone()
+            }
+            (_, Some(record))
+                if stage != Stage::TakingOver
+                    && Some(&self.target_revision) != self.s.stable_revision.as_ref() =>
+            {
+                revision::slot_template(record, &target.selector, stable)
+            }
+            _ => revision::slot_template(&target.template, &target.selector, stable),
+        }
     }
 
     /// The selector that moves `<svc>` to `serving`, or keeps it where it is while `serving` is

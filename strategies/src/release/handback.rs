@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::TargetView;
+use serde_json::Value;
+
+use super::{TargetView, template_hash};
 use crate::status::{CanaryObjects, RolloutStatus};
 
 /// What the hand-back looks at.
@@ -18,11 +20,16 @@ pub struct HandBackView<'a> {
     pub service_selector: Option<&'a BTreeMap<String, String>>,
     /// This Rollout's canary objects that exist.
     pub present: &'a CanaryObjects,
+    /// The pod template recorded for the stable revision.
+    pub stable_record: Option<&'a Value>,
 }
 
 /// One step of the hand-back.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HandBack {
+    /// The pod template to put back into the user's Deployment before it scales up: after a
+    /// rollback it still asks for the rejected revision, which must not be what it serves.
+    pub restore_template: Option<Value>,
     /// `spec.replicas` of the user's Deployment; None to leave it.
     pub target_replicas: Option<i32>,
     /// The Service's selector to restore, once the Deployment is ready.
@@ -38,6 +45,7 @@ pub struct HandBack {
 /// The next step of handing traffic back.
 pub fn hand_back(status: &RolloutStatus, view: HandBackView<'_>) -> HandBack {
     let finished = |message: &str| HandBack {
+        restore_template: None,
         target_replicas: None,
         service_selector: None,
         remove: view.present.clone(),
@@ -59,8 +67,28 @@ pub fn hand_back(status: &RolloutStatus, view: HandBackView<'_>) -> HandBack {
         .original_selector
         .clone()
         .unwrap_or_else(|| target.selector.clone());
+    // Whatever the target asks for that is not the stable revision was never promoted: it gets
+    // the stable template back (once written, its hash is the stable revision and this is None).
+    let restore_template = view.stable_record.filter(|_| {
+        status.stable_revision.as_deref() != Some(template_hash(&target.template).as_str())
+    });
+    if let Some(template) = restore_template {
+        return HandBack {
+            restore_template: Some(template.clone()),
+            target_replicas: None,
+            service_selector: None,
+            remove: CanaryObjects::default(),
+            done: false,
+            message: format!(
+                "handing back: the target gets the pod template of the stable revision {} back, not {}",
+                status.stable_revision.clone().unwrap_or_default(),
+                template_hash(&target.template)
+            ),
+        };
+    }
     if view.target_ready < replicas {
         return HandBack {
+            restore_template: None,
             target_replicas: Some(replicas),
             service_selector: None,
             remove: CanaryObjects::default(),
@@ -73,6 +101,7 @@ pub fn hand_back(status: &RolloutStatus, view: HandBackView<'_>) -> HandBack {
     }
     let restored = view.service_selector.is_none_or(|s| *s == selector);
     HandBack {
+        restore_template: None,
         target_replicas: Some(replicas),
         service_selector: view.service_selector.is_some().then_some(selector),
         remove: if restored {
@@ -106,6 +135,7 @@ mod tests {
             target_ready: ready,
             service_selector: selector,
             present: &present,
+            stable_record: None,
         };
         let first = hand_back(&sim.status, view(0, sim.world.service_selector.as_ref()));
         assert_eq!(
@@ -144,9 +174,51 @@ mod tests {
                 target_ready: 0,
                 service_selector: None,
                 present: &present,
+                stable_record: None,
             },
         );
         assert!(step.done && step.target_replicas.is_none() && step.service_selector.is_none());
         assert_eq!(step.remove, present);
+    }
+
+    #[test]
+    fn after_a_rollback_the_target_gets_the_stable_template_back_before_it_scales_up() {
+        let mut sim = Sim::taken_over(plan(serde_json::json!({})));
+        let stable_template = sim.world.target.template.clone();
+        sim.release("erp/reporting:rejected");
+        sim.run_until(super::super::Stage::Stepping, 1, Verdict::Pass, 5);
+        sim.run_until(super::super::Stage::Steady, 60, Verdict::Fail, 10);
+        let present = sim.status.canary_objects.clone();
+        let view = |record| HandBackView {
+            target: Some(&sim.world.target),
+            target_ready: 0,
+            service_selector: sim.world.service_selector.as_ref(),
+            present: &present,
+            stable_record: record,
+        };
+        let first = hand_back(&sim.status, view(Some(&stable_template)));
+        assert_eq!(first.restore_template.as_ref(), Some(&stable_template));
+        assert_eq!(
+            first.target_replicas, None,
+            "not scaled up with the rejected template"
+        );
+        assert!(
+            first.message.contains("stable revision"),
+            "{}",
+            first.message
+        );
+        let mut restored = sim.world.target.clone();
+        restored.template = stable_template.clone();
+        let after = hand_back(
+            &sim.status,
+            HandBackView {
+                target: Some(&restored),
+                ..view(Some(&stable_template))
+            },
+        );
+        assert_eq!(
+            (after.restore_template, after.target_replicas),
+            (None, Some(2))
+        );
     }
 }

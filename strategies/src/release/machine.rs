@@ -18,6 +18,8 @@ pub(super) struct Machine<'a> {
     pub(super) s: RolloutStatus,
     notes: Vec<Note>,
     pub(super) target_revision: String,
+    /// Revisions whose template records are no longer needed.
+    forget: Vec<String>,
 }
 
 /// The stages in which analysis checks run.
@@ -41,6 +43,7 @@ pub fn reconcile(plan: &ReleasePlan, status: &RolloutStatus, world: &World) -> D
         s: status.clone(),
         notes: Vec::new(),
         target_revision: revision::template_hash(&world.target.template),
+        forget: Vec::new(),
     };
     m.s.observed_generation = Some(world.generation);
     let command = world
@@ -63,6 +66,7 @@ pub fn reconcile(plan: &ReleasePlan, status: &RolloutStatus, world: &World) -> D
     let remove = m.track_canary_objects();
     let mut desired = m.desired();
     desired.remove = remove;
+    desired.forget = std::mem::take(&mut m.forget);
     let requeue_after = m.requeue_after();
     report::finish(&mut m.s, &plan.strategy, world, &m.target_revision);
     Decision {
@@ -457,7 +461,20 @@ impl Machine<'_> {
         self.start_release();
     }
 
+    /// The template record of `revision` can go, unless it is the stable one's.
+    fn forget_record(&mut self, revision: Option<String>) {
+        if let Some(revision) = revision.filter(|r| Some(r) != self.s.stable_revision.as_ref()) {
+            self.forget.push(revision);
+        }
+    }
+
     fn start_release(&mut self) {
+        let superseded = self
+            .s
+            .candidate_revision
+            .clone()
+            .filter(|c| *c != self.target_revision);
+        self.forget_record(superseded);
         self.s.candidate_revision = Some(self.target_revision.clone());
         self.s.release_started_at = Some(self.now());
         self.s.failed_checks = 0;
@@ -533,7 +550,11 @@ impl Machine<'_> {
             at: self.now() + delay,
         });
         self.s.stable_slot = Some(old.other());
-        self.s.stable_revision = self.s.candidate_revision.take();
+        let replaced = std::mem::replace(
+            &mut self.s.stable_revision,
+            self.s.candidate_revision.take(),
+        );
+        self.forget_record(replaced);
         self.s.step = None;
         self.s.canary_weight = self.canary().map(|_| 0);
         self.settle(Phase::Succeeded);
@@ -553,7 +574,8 @@ impl Machine<'_> {
         } else {
             self.s.rollback_reason = None;
         }
-        self.s.candidate_revision = None;
+        let settled = self.s.candidate_revision.take();
+        self.forget_record(settled);
         self.s.step = None;
         self.s.canary_weight = self.canary().map(|_| 0);
         self.s.phase = outcome;

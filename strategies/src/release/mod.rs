@@ -25,6 +25,8 @@ mod tests_blue_green;
 mod tests_latest_check;
 #[cfg(test)]
 mod tests_properties;
+#[cfg(test)]
+mod tests_records;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -137,6 +139,9 @@ pub struct World {
     /// Which of the canary objects the status records, or the plan names, exist (and are this
     /// Rollout's).
     pub present: CanaryObjects,
+    /// The pod template recorded for the stable revision (see [`TemplateRecord`]), as the user
+    /// wrote it; None when there is no record.
+    pub stable_record: Option<Value>,
     /// A command written into the Rollout, not yet removed.
     pub command: Option<Command>,
     /// The outcome of the analysis check the controller ran because [`analysis_due`] said so.
@@ -191,6 +196,21 @@ pub struct Desired {
     pub remove: CanaryObjects,
     /// `spec.replicas` of the user's Deployment.
     pub target_replicas: Option<i32>,
+    /// A revision whose pod template must be on record (created if absent).
+    pub record: Option<TemplateRecord>,
+    /// Revisions whose records are no longer needed.
+    pub forget: Vec<String>,
+}
+
+/// The pod template of a revision, as the user wrote it, kept in a ControllerRevision owned by the
+/// Rollout (`<rollout>-<revision>`): a lost stable slot is rebuilt from it, and a hand-back after
+/// a rollback restores it into the user's Deployment, whatever that Deployment asks for by then.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TemplateRecord {
+    pub revision: String,
+    pub template: Value,
+    /// The ControllerRevision's `revision` number: when it was recorded, in Unix seconds.
+    pub number: i64,
 }
 
 impl Desired {

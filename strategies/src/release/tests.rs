@@ -77,6 +77,7 @@ impl Sim {
             service_selector: Some(selector),
             canary_weight: None,
             present: Default::default(),
+            stable_record: None,
             command: None,
             check: None,
         };
