@@ -59,6 +59,42 @@ impl RolloutSpec {
     }
 }
 
+/// The names of the objects a spec refers to, readable even from a spec the types cannot read,
+/// so that a hand-back never needs more than these.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SpecNames {
+    pub target: String,
+    pub service: String,
+    /// The canary strategy's Ingress.
+    pub ingress: Option<String>,
+}
+
+impl RolloutSpec {
+    /// The names the spec gives; None when even they cannot be read.
+    pub fn names(&self) -> Option<SpecNames> {
+        match &self.0 {
+            StoredSpec::Readable(spec) => Some(SpecNames {
+                target: spec.target_ref.name.clone(),
+                service: spec.service.name.clone(),
+                ingress: spec
+                    .strategy
+                    .canary
+                    .as_ref()
+                    .and_then(|c| c.ingress_ref.as_ref())
+                    .map(|i| i.name.clone()),
+            }),
+            StoredSpec::Unreadable { raw, .. } => {
+                let text = |pointer: &str| raw.pointer(pointer)?.as_str().map(str::to_string);
+                Some(SpecNames {
+                    target: text("/targetRef/name")?,
+                    service: text("/service/name")?,
+                    ingress: text("/strategy/canary/ingressRef/name"),
+                })
+            }
+        }
+    }
+}
+
 impl From<Spec> for RolloutSpec {
     fn from(spec: Spec) -> Self {
         RolloutSpec(StoredSpec::Readable(Box::new(spec)))

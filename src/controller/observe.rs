@@ -14,15 +14,14 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
 pub use sluice_strategies::names::{
-    canary_ingress_name, canary_service_name, slot_name, template_record_name,
+    canary_ingress_name, canary_service_name, legacy_canary_ingress_name, slot_name,
+    template_record_name,
 };
 use sluice_strategies::plan::{ForeignOwner, ReleasePlan, StrategyPlan};
 use sluice_strategies::release::{REVISION_ANNOTATION, SlotView, TargetView};
 use sluice_strategies::status::{CanaryObjects, Slot};
 
-use sluice_strategies::RolloutSpec;
-
-use crate::crd::Rollout;
+use crate::crd::{Rollout, SpecNames};
 
 use sluice_strategies::objects::nginx::WEIGHT_ANNOTATION;
 
@@ -189,6 +188,7 @@ impl Observed {
                 ingresses,
                 services,
                 rollout,
+                ingress_name,
                 canary_ingress_name,
                 Some(canary_service_name),
             ),
@@ -269,21 +269,22 @@ impl Owned {
         ingresses: &Store<Ingress>,
         services: &Store<Service>,
         rollout: &Rollout,
-        spec: Option<&RolloutSpec>,
+        names: Option<&SpecNames>,
     ) -> Owned {
-        let ingress = spec.and_then(|spec| {
-            let canary = spec.strategy.canary.as_ref()?;
-            let name = &canary.ingress_ref.as_ref()?.name;
-            Some(canary_ingress_name(name, &spec.service.name))
+        let ingress = names.and_then(|n| {
+            let ingress = n.ingress.as_ref()?;
+            Some(canary_ingress_name(ingress, &n.service))
         });
-        let service = spec.map(|spec| canary_service_name(&spec.service.name));
-        Owned::read_named(ingresses, services, rollout, ingress, service)
+        let service = names.map(|n| canary_service_name(&n.service));
+        let user_ingress = names.and_then(|n| n.ingress.as_deref());
+        Owned::read_named(ingresses, services, rollout, user_ingress, ingress, service)
     }
 
     fn read_named(
         ingresses: &Store<Ingress>,
         services: &Store<Service>,
         rollout: &Rollout,
+        user_ingress: Option<&str>,
         ingress: Option<String>,
         service: Option<String>,
     ) -> Owned {
@@ -294,7 +295,12 @@ impl Owned {
             .as_ref()
             .map(|s| s.canary_objects.clone())
             .unwrap_or_default();
-        let ingress_names = recorded.ingresses.into_iter().chain(ingress);
+        // A status from before the record may still have a canary Ingress of the older name.
+        let legacy = recorded
+            .is_empty()
+            .then(|| user_ingress.map(legacy_canary_ingress_name))
+            .flatten();
+        let ingress_names = recorded.ingresses.into_iter().chain(ingress).chain(legacy);
         let service_names = recorded.services.into_iter().chain(service);
         Owned {
             ingresses: controlled(ingresses, &namespace, ingress_names, uid.as_deref()),

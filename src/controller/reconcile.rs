@@ -10,7 +10,6 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 use serde_json::json;
-use sluice_strategies::RolloutSpec;
 use sluice_strategies::plan::{ClusterFacts, cluster_problems};
 use sluice_strategies::release::{self, HandBackView, InvalidView, Note, PendingCommand, World};
 use sluice_strategies::resolve;
@@ -135,13 +134,13 @@ async fn write_status(
     rollout: &Rollout,
     namespace: &str,
     status: &RolloutStatus,
-) -> Result<(), Error> {
+) -> Result<Option<Rollout>, Error> {
     if rollout.status.as_ref() == Some(status) {
-        return Ok(());
+        return Ok(None);
     }
     let mut updated = rollout.clone();
     updated.status = Some(status.clone());
-    api(ctx, namespace)
+    let written = api(ctx, namespace)
         .replace_status(&rollout.name_any(), &PostParams::default(), &updated)
         .await
         .map_err(kube_err(
@@ -151,7 +150,7 @@ async fn write_status(
             &rollout.name_any(),
         ))?;
     record_write(ctx, rollout);
-    Ok(())
+    Ok(Some(written))
 }
 
 /// The spec cannot work: traffic back to stable first if a release is in flight (decided in the
@@ -161,21 +160,22 @@ async fn invalid(
     ctx: &Context,
     rollout: &Rollout,
     namespace: &str,
-    spec: Option<&RolloutSpec>,
     problems: &str,
 ) -> Result<Action, Error> {
     let status = rollout.status.clone().unwrap_or_default();
+    let names = rollout.spec.names();
+    let spec = names.as_ref();
     let owned = observe::Owned::read(&ctx.ingresses, &ctx.services, rollout, spec);
     let present = owned.present();
-    let service = spec.and_then(|s| get(&ctx.services, namespace, &s.service.name));
+    let service = spec.and_then(|s| get(&ctx.services, namespace, &s.service));
     let service_selector = service.as_deref().map(observe::service_selector);
     let stable_slot = status.stable_slot.unwrap_or(Slot::Blue);
     let stable = spec.and_then(|spec| {
-        let target = get(&ctx.deployments, namespace, &spec.target_ref.name)?;
+        let target = get(&ctx.deployments, namespace, &spec.target)?;
         let slot = get(
             &ctx.deployments,
             namespace,
-            &observe::slot_name(&spec.target_ref.name, stable_slot),
+            &observe::slot_name(&spec.target, stable_slot),
         )?;
         let view = observe::slot_view(&slot);
         let ready = view.ready_replicas > 0 && view.revision == status.stable_revision;
@@ -229,13 +229,13 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
             // Rollout only.
             tracing::error!(%reason, "the Rollout's spec cannot be read");
             let problem = format!("spec cannot be read: {reason}");
-            return invalid(ctx, rollout, namespace, None, &problem).await;
+            return invalid(ctx, rollout, namespace, &problem).await;
         }
     };
     let plan = match resolve(spec, &ctx.presets) {
         Ok(plan) => plan,
         Err(problems) => {
-            return invalid(ctx, rollout, namespace, Some(spec), &problems.to_string()).await;
+            return invalid(ctx, rollout, namespace, &problems.to_string()).await;
         }
     };
     let seen = Observed::read(
@@ -261,7 +261,7 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
     };
     let problems = cluster_problems(&plan, &facts);
     if !problems.is_empty() {
-        return invalid(ctx, rollout, namespace, Some(spec), &problems.join("; ")).await;
+        return invalid(ctx, rollout, namespace, &problems.join("; ")).await;
     }
     let status = rollout.status.clone().unwrap_or_default();
     let mut command = None;
@@ -271,7 +271,13 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
             commands::stamp(&ctx.client, rollout, verb).await?;
             return Ok(Action::await_change());
         }
-        PendingCommand::Consumed(_) => commands::remove(&ctx.client, rollout).await?,
+        PendingCommand::Consumed(_) => {
+            // Applied before: only the annotations were left. Deciding on now would write a
+            // status with the resourceVersion this removal just replaced.
+            commands::remove(&ctx.client, rollout).await?;
+            record_write(ctx, rollout);
+            return Ok(Action::await_change());
+        }
         PendingCommand::Unknown(text) => {
             let message = format!(
                 "unknown command {text:?}; commands are promote, promote-full, abort, pause, resume, retry"
@@ -319,10 +325,14 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         world.check = Some(ctx.analyst.check(&plan.analysis, &vars).await);
     }
     let decision = release::reconcile(&plan, &status, &world);
-    write_status(ctx, rollout, namespace, &decision.status).await?;
+    let written = write_status(ctx, rollout, namespace, &decision.status).await?;
     if command.is_some() {
-        // Recorded in the status just now: the annotations can go.
+        // Recorded in the status just now: the annotations can go; a cache still showing the
+        // status write with them is behind this write too.
         commands::remove(&ctx.client, rollout).await?;
+        if let Some(written) = &written {
+            record_write(ctx, written);
+        }
     }
     let forgettable: Vec<Arc<ControllerRevision>> = decision
         .desired
@@ -364,15 +374,22 @@ async fn hand_back(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<
         return Ok(Action::await_change());
     }
     let status = rollout.status.clone().unwrap_or_default();
-    let Ok(spec) = rollout.spec.readable() else {
-        // Nothing can be handed back by name from a spec that cannot be read; the objects sluice
-        // owns go with the Rollout through their owner references.
-        tracing::error!("the Rollout's spec cannot be read; releasing it without a hand-back");
-        return release_finalizer(ctx, rollout, namespace).await;
+    let Some(names) = rollout.spec.names() else {
+        // Without even the names of the target and the Service, handing back would be a guess;
+        // letting go without one would leave the Service on slots about to be collected.
+        let message = "cannot hand back: the spec names no readable targetRef.name and service.name; fix the spec, or remove the finalizer sluice.dev/hand-back to let the Rollout go as it is";
+        tracing::error!(message);
+        let note = Note {
+            reason: "HandBackBlocked",
+            message: message.into(),
+            warning: true,
+        };
+        publish(ctx, rollout, &[note]).await;
+        return Ok(Action::requeue(INVALID_RECHECK));
     };
-    let target = get(&ctx.deployments, namespace, &spec.target_ref.name);
-    let service = get(&ctx.services, namespace, &spec.service.name);
-    let owned = observe::Owned::read(&ctx.ingresses, &ctx.services, rollout, Some(spec));
+    let target = get(&ctx.deployments, namespace, &names.target);
+    let service = get(&ctx.services, namespace, &names.service);
+    let owned = observe::Owned::read(&ctx.ingresses, &ctx.services, rollout, Some(&names));
     let present = owned.present();
     let target_view = target.as_deref().map(observe::target_view);
     let stable_record =

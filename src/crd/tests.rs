@@ -140,4 +140,13 @@ fn an_unreadable_spec_is_kept_and_does_not_fail_the_object() {
         rollout["spec"],
         "written back as it was"
     );
+    assert_eq!(
+        read.spec.names(),
+        Some(SpecNames {
+            target: "reporting".into(),
+            service: "reporting-service".into(),
+            ingress: None,
+        }),
+        "enough to hand back"
+    );
 }

@@ -34,6 +34,12 @@ pub fn template_record_name(rollout: &str, revision: &str) -> String {
     shortened(&format!("{rollout}-{revision}"), MAX_NAME)
 }
 
+/// `<ingress>-canary`, the canary Ingress's name before several Rollouts could share an Ingress: a
+/// Rollout whose status records no canary objects yet may still own one of that name.
+pub fn legacy_canary_ingress_name(ingress: &str) -> String {
+    format!("{ingress}{CANARY_SUFFIX}")
+}
+
 /// `text` as a label value: itself when it fits in 63 characters, else a prefix and a hash of the
 /// whole, so that two long names still get different values.
 pub fn label_value(text: &str) -> String {

@@ -70,8 +70,13 @@ impl Machine<'_> {
         }
         let preview = self.blue_green_plan().preview_duration;
         let auto = self.plan.promotion == Promotion::Auto;
-        if self.s.stage == Some(Stage::AwaitingPromotion) && auto && !self.s.paused {
-            // The spec went from manual to auto while this release waited.
+        if self.s.stage == Some(Stage::AwaitingPromotion)
+            && auto
+            && !self.s.paused
+            && self.s.step_passed
+        {
+            // The spec went from manual to auto while this release waited: auto promotes on a
+            // passing latest check, as after any preview.
             return self.enter(Stage::PromotingScale);
         }
         if self.s.stage == Some(Stage::Previewing) && self.phase_done(preview) {

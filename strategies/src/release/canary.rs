@@ -47,8 +47,13 @@ impl Machine<'_> {
             _ => {}
         }
         let auto = self.plan.promotion == Promotion::Auto;
-        if self.s.stage == Some(Stage::AwaitingPromotion) && auto && !self.s.paused {
-            // The spec went from manual to auto while this release waited.
+        if self.s.stage == Some(Stage::AwaitingPromotion)
+            && auto
+            && !self.s.paused
+            && self.s.step_passed
+        {
+            // The spec went from manual to auto while this release waited: auto promotes on a
+            // passing latest check, as at any step.
             return self.enter(Stage::PromotingScale);
         }
         let held = self.since(self.s.stage_started_at) >= self.canary_plan().step_interval;

@@ -53,7 +53,17 @@ pub fn hand_back(status: &RolloutStatus, view: HandBackView<'_>) -> HandBack {
         message: message.into(),
     };
     let Some(target) = view.target else {
-        return finished("the target is gone: nothing to hand back to");
+        // Nothing to scale, but the Service must not stay on slots that go with the Rollout: a
+        // Deployment re-created under the target's name would never be selected.
+        let selector = view
+            .service_selector
+            .zip(status.original_selector.as_ref())
+            .filter(|(current, original)| current != original)
+            .map(|(_, original)| original.clone());
+        return HandBack {
+            service_selector: selector,
+            ..finished("the target is gone: the Service gets its own selector back")
+        };
     };
     if status.stage.is_none() {
         // Never taken over: nothing of the user's was changed.
@@ -120,6 +130,7 @@ pub fn hand_back(status: &RolloutStatus, view: HandBackView<'_>) -> HandBack {
 
 #[cfg(test)]
 mod tests {
+    use super::super::slot_selector;
     use super::super::tests::{Sim, plan};
     use super::*;
     use crate::status::Verdict;
@@ -177,8 +188,27 @@ mod tests {
                 stable_record: None,
             },
         );
-        assert!(step.done && step.target_replicas.is_none() && step.service_selector.is_none());
+        assert!(step.done && step.target_replicas.is_none());
         assert_eq!(step.remove, present);
+        assert!(
+            step.service_selector.is_none(),
+            "no Service: nothing to restore"
+        );
+        let on_a_slot = slot_selector(&sim.world.target.selector, crate::status::Slot::Blue);
+        let with_service = hand_back(
+            &sim.status,
+            HandBackView {
+                target: None,
+                target_ready: 0,
+                service_selector: Some(&on_a_slot),
+                present: &present,
+                stable_record: None,
+            },
+        );
+        assert_eq!(
+            with_service.service_selector, sim.status.original_selector,
+            "the Service selects what it did before sluice"
+        );
     }
 
     #[test]

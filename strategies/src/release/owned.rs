@@ -4,7 +4,7 @@
 //! only once the object is seen gone, so a crash in between loses none.
 
 use super::machine::Machine;
-use crate::names::{canary_ingress_name, canary_service_name};
+use crate::names::{canary_ingress_name, canary_service_name, legacy_canary_ingress_name};
 use crate::status::CanaryObjects;
 
 impl Machine<'_> {
@@ -24,7 +24,16 @@ impl Machine<'_> {
     /// Records the wanted objects and forgets those seen gone; returns those to delete.
     pub(super) fn track_canary_objects(&mut self) -> CanaryObjects {
         let wanted = self.wanted_canary_objects();
-        let recorded = &self.s.canary_objects;
+        let mut recorded = self.s.canary_objects.clone();
+        if recorded.is_empty()
+            && let Some(canary) = self.canary()
+        {
+            // A status from before the record: the canary Ingress had the older name.
+            recorded
+                .ingresses
+                .push(legacy_canary_ingress_name(&canary.ingress));
+        }
+        let recorded = &recorded;
         let present = &self.world.present;
         let unwanted = |names: &[String], wanted: &[String], present: &[String]| -> Vec<String> {
             names
@@ -124,5 +133,17 @@ mod tests {
                 .ingresses
                 .contains(&"old-canary".to_string())
         );
+    }
+
+    #[test]
+    fn a_canary_ingress_of_the_older_name_is_found_and_deleted_on_upgrade() {
+        let mut sim = Sim::taken_over(plan(json!({})));
+        sim.release("erp/reporting:1.1");
+        sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
+        // The status of a controller that named its canary Ingress <ingress>-canary.
+        sim.status.canary_objects = CanaryObjects::default();
+        sim.world.present = objects(&["erp-ingress-canary"], &[]);
+        let decision = sim.reconcile_now();
+        assert_eq!(decision.desired.remove.ingresses, ["erp-ingress-canary"]);
     }
 }

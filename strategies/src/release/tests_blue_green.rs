@@ -395,7 +395,13 @@ fn manual_changed_to_auto_while_waiting_promotes() {
     let mut sim = previewing(json!({"promotion": "manual"}));
     sim.run_until(Stage::AwaitingPromotion, 60, Verdict::Pass, 5);
     sim.plan = blue_green(json!({}));
-    sim.tick(1, Verdict::Pass);
+    sim.tick(60, Verdict::Fail);
+    assert_eq!(
+        sim.stage(),
+        Stage::AwaitingPromotion,
+        "auto promotes only on a passing latest check"
+    );
+    sim.tick(60, Verdict::Pass);
     assert_eq!(sim.stage(), Stage::PromotingScale);
 }
 

@@ -26,6 +26,8 @@ enum Act {
     /// Only the slots' writes reach the world this time; the Service and the canary Ingress
     /// keep what they had.
     Partial(i64),
+    /// Someone edits the spec's promotion to manual (true) or auto (false).
+    Promotion(bool),
 }
 
 fn act() -> impl Strategy<Value = Act> {
@@ -53,6 +55,7 @@ fn act() -> impl Strategy<Value = Act> {
         1 => slot.prop_map(Act::Repoint),
         1 => Just(Act::Replay),
         1 => (0i64..30).prop_map(Act::Partial),
+        1 => any::<bool>().prop_map(Act::Promotion),
     ]
 }
 
@@ -64,6 +67,7 @@ fn advanced(before: &RolloutStatus, after: &RolloutStatus) -> bool {
         (Some(Matching | Stepping), Some(Matching | Stepping)) => after.step > before.step,
         (Some(Matching | Stepping), Some(AwaitingPromotion | PromotingScale)) => true,
         (Some(Previewing), Some(AwaitingPromotion | PromotingScale)) => true,
+        (Some(AwaitingPromotion), Some(PromotingScale)) => true,
         (Some(Verifying), Some(Steady)) => after.phase == Phase::Succeeded,
         _ => false,
     }
@@ -111,7 +115,7 @@ fn play(plan: &ReleasePlan, acts: Vec<Act>, pods_lag: bool) -> Result<Sim, TestC
                     sim.pods_catch_up();
                 }
                 sim.world.check =
-                    analysis_due(plan, &sim.status, sim.world.now).then(|| outcome(verdict));
+                    analysis_due(&sim.plan, &sim.status, sim.world.now).then(|| outcome(verdict));
             }
             Act::Command(verb) => {
                 nonce += 1;
@@ -122,6 +126,13 @@ fn play(plan: &ReleasePlan, acts: Vec<Act>, pods_lag: bool) -> Result<Sim, TestC
             Act::Partial(secs) => {
                 sim.world.now += chrono::Duration::seconds(secs);
                 partial = true;
+            }
+            Act::Promotion(manual) => {
+                sim.plan.promotion = if manual {
+                    crate::spec::Promotion::Manual
+                } else {
+                    crate::spec::Promotion::Auto
+                };
             }
             Act::Release(n) => sim.world.target.template = template(&format!("erp/reporting:{n}")),
             Act::Lost(secs) => {
@@ -141,14 +152,14 @@ fn play(plan: &ReleasePlan, acts: Vec<Act>, pods_lag: bool) -> Result<Sim, TestC
             view.ready_replicas = 0;
         }
         let before = sim.world.clone();
-        let decision = reconcile(plan, &sim.status, &sim.world);
+        let decision = reconcile(&sim.plan, &sim.status, &sim.world);
         if replayed {
             // A command's nonce already in the status changes nothing.
             let mut without = sim.world.clone();
             without.command = None;
             prop_assert_eq!(
                 &decision,
-                &reconcile(plan, &sim.status, &without),
+                &reconcile(&sim.plan, &sim.status, &without),
                 "a replayed command was applied again"
             );
         }
