@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use sluice_strategies::objects::{self, managed_labels, nginx};
 use sluice_strategies::plan::ReleasePlan;
 use sluice_strategies::release::{
-    CanaryRoute, Desired, HandBack, InvalidDecision, REVISION_ANNOTATION, SlotSpec, TemplateRecord,
+    CanaryRoute, HandBack, InvalidDecision, REVISION_ANNOTATION, SlotSpec, TemplateRecord, Write,
     slot_selector,
 };
 use sluice_strategies::status::Slot;
@@ -37,7 +37,6 @@ pub struct Target<'a> {
     /// This Rollout's canary objects as observed (those `Desired::remove` names are deleted).
     pub owned_ingresses: &'a [std::sync::Arc<Ingress>],
     pub owned_services: &'a [std::sync::Arc<Service>],
-    pub observed_slots: [Option<i32>; 2],
     /// The record `Desired::record` asks for is in the cache already.
     pub record_exists: bool,
     /// The records of `Desired::forget` that exist and are this Rollout's.
@@ -69,61 +68,46 @@ fn labels(rollout: &Rollout) -> Value {
     managed_labels(&rollout.name_any())
 }
 
-/// Writes `desired` in the safe order: slots that grow or change first, then the Service, then the
-/// canary route, then slots that shrink, then the user's Deployment.
-pub async fn write(client: &kube::Client, t: &Target<'_>, desired: &Desired) -> Result<(), Error> {
-    let index = |slot: Slot| if slot == Slot::Blue { 0 } else { 1 };
-    let (growing, shrinking): (Vec<&SlotSpec>, Vec<&SlotSpec>) =
-        desired.slots.iter().partition(|s| {
-            t.observed_slots[index(s.slot)].is_none_or(|observed| s.replicas >= observed)
-        });
-    if let Some(record) = desired.record.as_ref().filter(|_| !t.record_exists) {
-        create_record(client, t, record).await?;
+/// Carries out the core's writes in the order it gives them (`release::ordered_writes`): the
+/// first to fail stops the rest, and the next reconcile starts again from what was read back.
+pub async fn write(client: &kube::Client, t: &Target<'_>, writes: &[Write]) -> Result<(), Error> {
+    for write in writes {
+        match write {
+            Write::Record(record) if !t.record_exists => create_record(client, t, record).await?,
+            Write::Record(_) => {}
+            Write::Slot(slot) => apply_slot(client, t, slot).await?,
+            Write::ServiceSelector(selector) => write_service(client, t, selector).await?,
+            Write::CanaryService(slot) => apply_canary_service(client, t, *slot).await?,
+            Write::CanaryRoute(route) => apply_canary_ingress(client, t, route).await?,
+            Write::Remove(objects) => {
+                let (ingresses, services) = (t.owned_ingresses, t.owned_services);
+                remove_owned(
+                    client,
+                    t.namespace,
+                    ingresses,
+                    &objects.ingresses,
+                    "Ingress",
+                )
+                .await?;
+                remove_owned(client, t.namespace, services, &objects.services, "Service").await?;
+            }
+            Write::TargetReplicas(replicas) => {
+                scale_target(client, t.namespace, t.deployment, *replicas).await?;
+            }
+            Write::Forget(_) => {
+                let names: Vec<String> = t.forgettable.iter().map(|r| r.name_any()).collect();
+                remove_owned(
+                    client,
+                    t.namespace,
+                    t.forgettable,
+                    &names,
+                    "ControllerRevision",
+                )
+                .await?;
+            }
+        }
     }
-    for slot in growing {
-        apply_slot(client, t, slot).await?;
-    }
-    if let Some(selector) = &desired.service_selector {
-        write_service(client, t, selector).await?;
-    }
-    if let Some(slot) = desired.canary_service {
-        apply_canary_service(client, t, slot).await?;
-    }
-    if let Some(route) = &desired.canary_route {
-        apply_canary_ingress(client, t, route).await?;
-    }
-    let remove = &desired.remove;
-    remove_owned(
-        client,
-        t.namespace,
-        t.owned_ingresses,
-        &remove.ingresses,
-        "Ingress",
-    )
-    .await?;
-    remove_owned(
-        client,
-        t.namespace,
-        t.owned_services,
-        &remove.services,
-        "Service",
-    )
-    .await?;
-    for slot in shrinking {
-        apply_slot(client, t, slot).await?;
-    }
-    if let Some(replicas) = desired.target_replicas {
-        scale_target(client, t.namespace, t.deployment, replicas).await?;
-    }
-    let forget: Vec<String> = t.forgettable.iter().map(|r| r.name_any()).collect();
-    remove_owned(
-        client,
-        t.namespace,
-        t.forgettable,
-        &forget,
-        "ControllerRevision",
-    )
-    .await
+    Ok(())
 }
 
 /// Keeps a revision's pod template, as the user wrote it, in a ControllerRevision the Rollout owns.

@@ -23,7 +23,7 @@ use sluice_strategies::status::{CanaryObjects, Slot};
 
 use crate::crd::{Rollout, SpecNames};
 
-use sluice_strategies::objects::nginx::WEIGHT_ANNOTATION;
+use sluice_strategies::objects::nginx::route_of;
 
 pub fn get<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<std::sync::Arc<K>>
 where
@@ -108,11 +108,7 @@ pub fn service_selector(service: &Service) -> BTreeMap<String, String> {
 
 /// The weight the canary Ingress carries now; an Ingress without the annotation carries 0.
 pub fn canary_weight(ingress: &Ingress) -> u8 {
-    ingress
-        .annotations()
-        .get(WEIGHT_ANNOTATION)
-        .and_then(|w| w.parse().ok())
-        .unwrap_or(0)
+    route_of(ingress.annotations()).weight
 }
 
 /// The pod template recorded for `revision` of the Rollout, if its record is in the cache and the
@@ -203,6 +199,16 @@ impl Observed {
             StrategyPlan::BlueGreen(_) => {
                 self.owned.ingresses.iter().map(|i| canary_weight(i)).max()
             }
+        }
+    }
+
+    /// Whether a header or cookie match is read back: on the canary Ingress, or for blue/green on
+    /// one left from a canary spec.
+    pub fn canary_matching(&self, plan: &ReleasePlan) -> bool {
+        let matching = |ingress: &Ingress| route_of(ingress.annotations()).traffic_match.is_some();
+        match &plan.strategy {
+            StrategyPlan::Canary(_) => self.canary_ingress.as_deref().is_some_and(matching),
+            StrategyPlan::BlueGreen(_) => self.owned.ingresses.iter().any(|i| matching(i)),
         }
     }
 

@@ -311,6 +311,7 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         green: seen.green.as_deref().map(observe::slot_view),
         service_selector: service.as_deref().map(observe::service_selector),
         canary_weight: seen.canary_weight(&plan),
+        canary_matching: seen.canary_matching(&plan),
         present: seen.owned.present(),
         stable_record: observe::template_record(
             &ctx.revisions,
@@ -358,12 +359,9 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
                 observe::has_template_record(&ctx.revisions, rollout, &r.revision)
             }),
             forgettable: &forgettable,
-            observed_slots: [
-                world.blue.as_ref().map(|s| s.replicas),
-                world.green.as_ref().map(|s| s.replicas),
-            ],
         };
-    apply::write(&ctx.client, &target_ref, &decision.desired).await?;
+    let writes = release::ordered_writes(&decision.desired, &world);
+    apply::write(&ctx.client, &target_ref, &writes).await?;
     publish(ctx, rollout, &decision.notes).await;
     Ok(Action::requeue(decision.requeue_after))
 }

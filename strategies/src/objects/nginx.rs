@@ -10,7 +10,7 @@ use crate::ingress::{IngressRuleRef, LEGACY_CLASS_ANNOTATION, ingress_rules_for_
 use crate::names::canary_service_name;
 use crate::plan::ServicePlan;
 use crate::release::CanaryRoute;
-use crate::spec::TrafficMatch;
+use crate::spec::{CookieMatch, HeaderMatch, TrafficMatch};
 
 const PREFIX: &str = "nginx.ingress.kubernetes.io";
 
@@ -82,6 +82,26 @@ pub fn route_annotations(route: &CanaryRoute) -> Map<String, Value> {
     annotations
 }
 
+/// The route a canary Ingress's annotations carry, as read back: its weight (0 when absent or not
+/// a number) and its header or cookie match.
+pub fn route_of(annotations: &BTreeMap<String, String>) -> CanaryRoute {
+    let get = |name: &str| annotations.get(&format!("{PREFIX}/{name}")).cloned();
+    let header = get("canary-by-header").map(|name| HeaderMatch {
+        name,
+        value: get("canary-by-header-value"),
+        pattern: get("canary-by-header-pattern"),
+    });
+    let cookie = get("canary-by-cookie").map(|name| CookieMatch { name });
+    let traffic_match =
+        (header.is_some() || cookie.is_some()).then_some(TrafficMatch { header, cookie });
+    CanaryRoute {
+        weight: get("canary-weight")
+            .and_then(|w| w.trim().parse().ok())
+            .unwrap_or(0),
+        traffic_match,
+    }
+}
+
 /// The rules, grouped by host as the user's were, each path's backend `<svc>-canary`.
 pub fn canary_rules(rules: &[IngressRuleRef], service: &str, port: u16) -> Value {
     let mut by_host: BTreeMap<Option<String>, Vec<Value>> = BTreeMap::new();
@@ -139,7 +159,6 @@ fn tls_for_hosts(user: &Value, hosts: &BTreeSet<&str>) -> Vec<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::{CookieMatch, HeaderMatch};
 
     fn service(name: &str) -> ServicePlan {
         ServicePlan {
@@ -254,5 +273,28 @@ mod tests {
             route_annotations(&cookie)[&format!("{PREFIX}/canary-by-cookie")],
             "beta"
         );
+    }
+
+    #[test]
+    fn a_route_reads_back_as_it_was_written() {
+        let header = CanaryRoute {
+            weight: 0,
+            traffic_match: Some(TrafficMatch {
+                header: Some(HeaderMatch {
+                    name: "x-canary".into(),
+                    value: Some("insider".into()),
+                    pattern: None,
+                }),
+                cookie: None,
+            }),
+        };
+        for route in [header, weight(35)] {
+            let written: BTreeMap<String, String> = route_annotations(&route)
+                .into_iter()
+                .map(|(k, v)| (k, v.as_str().unwrap_or_default().to_string()))
+                .collect();
+            assert_eq!(route_of(&written), route);
+        }
+        assert_eq!(route_of(&BTreeMap::new()), weight(0));
     }
 }

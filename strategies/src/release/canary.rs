@@ -67,10 +67,13 @@ impl Machine<'_> {
         }
     }
 
-    /// The canary Ingress carries the weight of the current step: until then, the step's checks
-    /// judged a candidate that did not get the traffic the step is about.
+    /// The canary Ingress carries the route of the current step (its weight; in the match phase,
+    /// its header or cookie match): until then, the step's checks judged a candidate that did not
+    /// get the traffic the step is about.
     fn weight_read_back(&self) -> bool {
+        let matching = self.s.stage == Some(Stage::Matching);
         self.world.canary_weight == Some(self.s.canary_weight.unwrap_or(0))
+            && self.world.canary_matching == matching
     }
 
     /// The next step, or the end of the steps: promotion, or a wait for one.

@@ -312,7 +312,7 @@ impl Machine<'_> {
                 }
             }
             Some(Stage::PromotingDrain) => {
-                if self.world.canary_weight.is_none_or(|w| w == 0) {
+                if self.world.canary_weight.is_none_or(|w| w == 0) && !self.world.canary_matching {
                     self.finish_promotion();
                 }
             }
@@ -374,7 +374,9 @@ impl Machine<'_> {
         // Blue/green waits until a canary Ingress left from a canary spec is gone, not just at 0:
         // a header or cookie match would still reach the candidate.
         let no_canary = match self.canary() {
-            Some(_) => self.world.canary_weight.is_none_or(|w| w == 0),
+            Some(_) => {
+                self.world.canary_weight.is_none_or(|w| w == 0) && !self.world.canary_matching
+            }
             None => self.world.canary_weight.is_none(),
         };
         no_canary && self.world.service_slot() == Some(self.stable())

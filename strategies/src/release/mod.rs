@@ -27,6 +27,7 @@ mod tests_latest_check;
 mod tests_properties;
 #[cfg(test)]
 mod tests_records;
+mod writes;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -47,6 +48,7 @@ pub use revision::{
     REVISION_ANNOTATION, SLOT_LABEL, VERSION_LABEL, canonical_json, slot_selector, slot_template,
     template_hash,
 };
+pub use writes::{Write, ordered_writes};
 
 /// A manual command, as written into the Rollout (see the controller's docs for the annotation).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +138,9 @@ pub struct World {
     /// For blue/green, the highest weight of the canary Ingresses left from a canary spec (those
     /// of [`World::present`]), if one is left.
     pub canary_weight: Option<u8>,
+    /// The canary Ingress read back carries a header or cookie match (for blue/green: one of
+    /// those left from a canary spec does): matching requests reach the candidate at any weight.
+    pub canary_matching: bool,
     /// Which of the canary objects the status records, or the plan names, exist (and are this
     /// Rollout's).
     pub present: CanaryObjects,

@@ -76,6 +76,7 @@ impl Sim {
             green: None,
             service_selector: Some(selector),
             canary_weight: None,
+            canary_matching: false,
             present: Default::default(),
             stable_record: None,
             command: None,
@@ -140,9 +141,11 @@ impl Sim {
         }
         if let Some(route) = &desired.canary_route {
             self.world.canary_weight = Some(route.weight);
+            self.world.canary_matching = route.traffic_match.is_some();
         } else if !desired.remove.ingresses.is_empty() {
             // Blue/green reads back the canary Ingresses left from a canary spec: gone now.
             self.world.canary_weight = None;
+            self.world.canary_matching = false;
         }
         // Every canary object the status records exists, but those just deleted.
         let kept = |recorded: &[String], removed: &[String]| -> Vec<String> {

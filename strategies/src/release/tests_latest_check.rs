@@ -87,3 +87,27 @@ fn a_canary_step_advances_only_once_its_weight_was_read_back() {
         "the weight is written again"
     );
 }
+
+#[test]
+fn a_rollback_from_the_match_phase_waits_for_the_match_to_be_read_back_gone() {
+    let header = json!({"strategy": {"canary": {"match": {"header": {"name": "x-canary", "value": "insider"}}}}});
+    let mut sim = Sim::taken_over(plan(header));
+    sim.release("erp/reporting:1.1");
+    sim.run_until(Stage::Matching, 1, Verdict::Pass, 5);
+    assert!(sim.world.canary_matching);
+    sim.tick(60, Verdict::Fail);
+    sim.tick(60, Verdict::Fail);
+    assert_eq!(sim.stage(), Stage::RollingBack);
+    // The match is still on the canary Ingress as read back, at weight 0.
+    sim.world.canary_matching = true;
+    let decision = sim.reconcile_now();
+    assert_eq!(
+        decision.status.stage,
+        Some(Stage::RollingBack),
+        "header requests still reach the candidate: no scale-down yet"
+    );
+    assert_eq!(
+        decision.desired.slot(Slot::Green).map(|s| s.replicas),
+        Some(2)
+    );
+}
