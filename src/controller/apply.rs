@@ -20,6 +20,7 @@ use sluice_strategies::release::{
 use sluice_strategies::status::Slot;
 
 use super::observe::{canary_ingress_name, canary_service_name, slot_name, template_record_name};
+use super::raw::RawDeployment;
 use crate::crd::Rollout;
 use crate::error::{Error, kube_err};
 
@@ -31,7 +32,7 @@ pub struct Target<'a> {
     pub rollout: &'a Rollout,
     pub namespace: &'a str,
     pub plan: &'a ReleasePlan,
-    pub deployment: &'a Deployment,
+    pub deployment: &'a RawDeployment,
     pub service: Option<&'a Service>,
     pub ingress: Option<&'a Ingress>,
     /// This Rollout's canary objects as observed (those `Desired::remove` names are deleted).
@@ -288,7 +289,7 @@ async fn apply_canary_ingress(
 async fn scale_target(
     client: &kube::Client,
     namespace: &str,
-    deployment: &Deployment,
+    deployment: &RawDeployment,
     replicas: i32,
 ) -> Result<(), Error> {
     if deployment.spec.as_ref().and_then(|s| s.replicas) == Some(replicas) {
@@ -309,7 +310,7 @@ async fn scale_target(
 /// What a hand-back step writes to.
 pub struct HandBackTarget<'a> {
     pub namespace: &'a str,
-    pub deployment: Option<&'a Deployment>,
+    pub deployment: Option<&'a RawDeployment>,
     pub service: Option<&'a Service>,
     pub owned_ingresses: &'a [std::sync::Arc<Ingress>],
     pub owned_services: &'a [std::sync::Arc<Service>],

@@ -5,6 +5,7 @@ mod apply;
 pub mod commands;
 mod observe;
 mod own_writes;
+mod raw;
 mod reconcile;
 
 use std::future::Future;
@@ -12,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
@@ -30,6 +31,7 @@ use crate::crd::Rollout;
 use crate::error::Error;
 
 pub use apply::FIELD_MANAGER;
+use raw::RawDeployment;
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -53,7 +55,7 @@ pub struct Context {
     pub client: Client,
     pub presets: Presets,
     pub analyst: Analyst,
-    pub deployments: Store<Deployment>,
+    pub deployments: Store<RawDeployment>,
     pub services: Store<Service>,
     pub ingresses: Store<Ingress>,
     /// Only sluice's own ControllerRevisions (the template records), by label.
@@ -121,7 +123,7 @@ pub async fn run(
     .for_each(|_| futures::future::ready(()));
     let records = tokio::spawn(records);
     let deployment_events = watcher(
-        Api::<Deployment>::all(client.clone()),
+        Api::<RawDeployment>::all(client.clone()),
         watcher::Config::default(),
     )
     .default_backoff()
@@ -187,7 +189,7 @@ pub async fn run(
     controller
         // A slot, or the target, of a Rollout changed or went away (a deleted slot or canary
         // Ingress must be noticed at once, not at the next resync).
-        .watches_stream(deployment_events, move |d: Deployment| {
+        .watches_stream(deployment_events, move |d: RawDeployment| {
             let name = d.name_any();
             rollouts_where(&for_deployments, d.namespace(), |spec| {
                 let target = &spec.target_ref.name;

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use std::sync::Arc;
@@ -18,9 +18,10 @@ pub use sluice_strategies::names::{
     template_record_name,
 };
 use sluice_strategies::plan::{ForeignOwner, ReleasePlan, StrategyPlan};
-use sluice_strategies::release::{REVISION_ANNOTATION, SlotView, TargetView};
+use sluice_strategies::release::{self, REVISION_ANNOTATION, RolloutFacts, SlotView, TargetView};
 use sluice_strategies::status::{CanaryObjects, Slot};
 
+use super::raw::RawDeployment;
 use crate::crd::{Rollout, SpecNames};
 
 use sluice_strategies::objects::nginx::route_of;
@@ -33,7 +34,7 @@ where
 }
 
 /// Whether the Deployment's selector has `matchExpressions`, which no Service selector can express.
-pub fn selects_by_expressions(deployment: &Deployment) -> bool {
+pub fn selects_by_expressions(deployment: &RawDeployment) -> bool {
     deployment
         .spec
         .as_ref()
@@ -41,7 +42,7 @@ pub fn selects_by_expressions(deployment: &Deployment) -> bool {
         .is_some_and(|e| !e.is_empty())
 }
 
-pub fn match_labels(deployment: &Deployment) -> BTreeMap<String, String> {
+pub fn match_labels(deployment: &RawDeployment) -> BTreeMap<String, String> {
     deployment
         .spec
         .as_ref()
@@ -49,51 +50,51 @@ pub fn match_labels(deployment: &Deployment) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-pub fn target_view(deployment: &Deployment) -> TargetView {
-    let spec = deployment.spec.as_ref();
+fn replicas(deployment: &RawDeployment) -> i32 {
+    deployment
+        .spec
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(1)
+}
+
+fn template(deployment: &RawDeployment) -> Value {
+    deployment
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or(Value::Null)
+}
+
+pub fn target_view(deployment: &RawDeployment) -> TargetView {
     TargetView {
-        template: spec
-            .and_then(|s| serde_json::to_value(&s.template).ok())
-            .unwrap_or(Value::Null),
-        replicas: spec.and_then(|s| s.replicas).unwrap_or(1),
+        template: template(deployment),
+        replicas: replicas(deployment),
         selector: match_labels(deployment),
     }
 }
 
-/// Ready pods of the Deployment's current template: the ready count only counts once the
-/// Deployment controller has seen the latest spec and no pod of an older template is left.
-pub fn ready_of_current(deployment: &Deployment) -> i32 {
-    let replicas = deployment
-        .spec
-        .as_ref()
-        .and_then(|s| s.replicas)
-        .unwrap_or(1);
+/// Ready (and available) pods of the Deployment's current template, as the core counts them.
+pub fn ready_of_current(deployment: &RawDeployment) -> i32 {
     let Some(status) = deployment.status.as_ref() else {
         return 0;
     };
-    let observed =
-        status.observed_generation.unwrap_or(0) >= deployment.metadata.generation.unwrap_or(0);
-    let updated = status.updated_replicas.unwrap_or(0);
-    let total = status.replicas.unwrap_or(0);
-    if !observed || updated < replicas || total > replicas {
-        return 0;
-    }
-    status.ready_replicas.unwrap_or(0).min(updated)
+    release::ready_of_current(RolloutFacts {
+        replicas: replicas(deployment),
+        generation: deployment.metadata.generation.unwrap_or(0),
+        observed_generation: status.observed_generation.unwrap_or(0),
+        total: status.replicas.unwrap_or(0),
+        updated: status.updated_replicas.unwrap_or(0),
+        ready: status.ready_replicas.unwrap_or(0),
+        available: status.available_replicas.unwrap_or(0),
+    })
 }
 
-pub fn slot_view(deployment: &Deployment) -> SlotView {
+pub fn slot_view(deployment: &RawDeployment) -> SlotView {
     SlotView {
         revision: deployment.annotations().get(REVISION_ANNOTATION).cloned(),
-        template: deployment
-            .spec
-            .as_ref()
-            .and_then(|s| serde_json::to_value(&s.template).ok())
-            .unwrap_or(Value::Null),
-        replicas: deployment
-            .spec
-            .as_ref()
-            .and_then(|s| s.replicas)
-            .unwrap_or(1),
+        template: template(deployment),
+        replicas: replicas(deployment),
         ready_replicas: ready_of_current(deployment),
     }
 }
@@ -138,7 +139,7 @@ pub fn has_template_record(
 
 /// Everything one reconcile reads of a Rollout's objects, from the caches, once.
 pub struct Observed {
-    pub target: Option<Arc<Deployment>>,
+    pub target: Option<Arc<RawDeployment>>,
     pub service: Option<Arc<Service>>,
     /// The user's Ingress (canary strategy).
     pub ingress: Option<Arc<Ingress>>,
@@ -148,13 +149,13 @@ pub struct Observed {
     pub canary_service: Option<Arc<Service>>,
     /// This Rollout's canary objects.
     pub owned: Owned,
-    pub blue: Option<Arc<Deployment>>,
-    pub green: Option<Arc<Deployment>>,
+    pub blue: Option<Arc<RawDeployment>>,
+    pub green: Option<Arc<RawDeployment>>,
 }
 
 impl Observed {
     pub fn read(
-        deployments: &Store<Deployment>,
+        deployments: &Store<RawDeployment>,
         services: &Store<Service>,
         ingresses: &Store<Ingress>,
         rollout: &Rollout,

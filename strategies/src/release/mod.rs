@@ -15,6 +15,7 @@ mod handback;
 mod invalid;
 mod machine;
 mod owned;
+mod readiness;
 mod report;
 mod revision;
 #[cfg(test)]
@@ -43,6 +44,7 @@ use crate::status::{CanaryObjects, RolloutStatus, Slot, Stage};
 pub use commands::{PendingCommand, command_nonce, pending_command};
 pub use handback::{HandBack, HandBackView, hand_back};
 pub use invalid::{InvalidDecision, InvalidView, invalid_spec};
+pub use readiness::{RolloutFacts, ready_of_current};
 pub use report::{conditions_for_invalid, invalid_spec_status};
 pub use revision::{
     REVISION_ANNOTATION, SLOT_LABEL, VERSION_LABEL, canonical_json, slot_selector, slot_template,
