@@ -345,3 +345,36 @@ async fn deleting_a_rollout_hands_traffic_back_without_a_503() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_named_past_63_characters_takes_over_with_valid_labels() {
+    bounded(async {
+        let mut env = Env::start(Setup {
+            prometheus: false,
+            ..Setup::default()
+        })
+        .await;
+        let name = format!("reporting-{}", "long".repeat(15));
+        assert!(name.len() > 63);
+        env.create_rollout(&name, json!({})).await;
+        env.start_controller().await;
+        env.wait_for_named(&name, "taken over", secs(30), |r| phase(r) == Phase::Ready)
+            .await;
+        let deployments: Api<Deployment> = Api::namespaced(env.client.clone(), NS);
+        let blue = deployments
+            .get("reporting-blue")
+            .await
+            .expect("the stable slot");
+        let label = blue
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get("sluice.dev/rollout"))
+            .cloned()
+            .unwrap_or_default();
+        assert_eq!(label.len(), 63, "{label}");
+        assert!(label.starts_with("reporting-long"), "{label}");
+        env.finish().await;
+    })
+    .await;
+}

@@ -65,6 +65,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_verb_reads_back_as_written() {
+        use CommandVerb::*;
+        for verb in [Promote, PromoteFull, Abort, Pause, Resume, Retry] {
+            assert_eq!(CommandVerb::parse(verb.as_str()), Some(verb));
+        }
+        assert_eq!(CommandVerb::parse("promote_full"), None);
+        assert_eq!(CommandVerb::parse(""), None);
+    }
+
+    #[test]
     fn a_command_is_stamped_then_ready_then_consumed() {
         assert_eq!(pending_command(None, None, None), PendingCommand::None);
         assert_eq!(

@@ -494,13 +494,26 @@ fn the_match_phase_routes_by_header_before_the_weights() {
 
 #[test]
 fn unreachable_prometheus_never_promotes_and_says_why() {
-    let mut sim = Sim::taken_over(plan(json!({})));
+    // Steps of 3m, so that a step is held long enough while its checks fail to reach Prometheus.
+    let extra = json!({"strategy": {"canary": {"stepInterval": "3m"}}});
+    let mut sim = Sim::taken_over(plan(extra));
     sim.release("erp/reporting:1.1");
     sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
-    for _ in 0..3 {
+    sim.tick(60, Verdict::Pass);
+    for _ in 0..2 {
         sim.tick(60, Verdict::Error);
-        assert_ne!(sim.status.phase, Phase::Succeeded);
+        assert_eq!(
+            (sim.stage(), sim.status.step),
+            (Stage::Stepping, Some(1)),
+            "a check that could not be made never passes a step, whatever passed before"
+        );
     }
+    sim.tick(60, Verdict::Error);
+    assert_eq!(
+        sim.stage(),
+        Stage::RollingBack,
+        "the third error is one over errorLimit 2"
+    );
     sim.run_until(Stage::Steady, 1, Verdict::Pass, 5);
     assert_eq!(sim.status.phase, Phase::RolledBack);
     assert!(sim.message().contains("errorLimit 2"));

@@ -28,6 +28,8 @@ enum Act {
     Partial(i64),
     /// Someone edits the spec's promotion to manual (true) or auto (false).
     Promotion(bool),
+    /// Someone scales the user's Deployment (an HPA, `kubectl scale`).
+    Rescale(i32),
 }
 
 fn act() -> impl Strategy<Value = Act> {
@@ -56,6 +58,7 @@ fn act() -> impl Strategy<Value = Act> {
         1 => Just(Act::Replay),
         1 => (0i64..30).prop_map(Act::Partial),
         1 => any::<bool>().prop_map(Act::Promotion),
+        1 => (1i32..4).prop_map(Act::Rescale),
     ]
 }
 
@@ -127,6 +130,7 @@ fn play(plan: &ReleasePlan, acts: Vec<Act>, pods_lag: bool) -> Result<Sim, TestC
                 sim.world.now += chrono::Duration::seconds(secs);
                 partial = true;
             }
+            Act::Rescale(replicas) => sim.world.target.replicas = replicas,
             Act::Promotion(manual) => {
                 sim.plan.promotion = if manual {
                     crate::spec::Promotion::Manual
@@ -279,16 +283,17 @@ fn play(plan: &ReleasePlan, acts: Vec<Act>, pods_lag: bool) -> Result<Sim, TestC
                 prop_assert_eq!(selected_slot(&decision.desired), Some(stable));
             }
         }
-        // The candidate loses replicas only once no traffic reaches it, as read back.
+        // The candidate goes below full size only once no traffic reaches it, as read back (a
+        // new full size, when the target was rescaled, is not giving it up).
         let shrinking = decision
             .desired
             .slot(candidate)
             .zip(before.slot(candidate))
-            .is_some_and(|(d, w)| d.replicas < w.replicas);
+            .is_some_and(|(d, w)| d.replicas < w.replicas && d.replicas < full);
         let promoted_now = decision.status.stable_slot != sim.status.stable_slot;
         if shrinking && !promoted_now {
             prop_assert!(
-                before.canary_weight.is_none_or(|w| w == 0),
+                before.canary_weight.is_none_or(|w| w == 0) && !before.canary_matching,
                 "candidate scaled down with weight {:?} on it",
                 before.canary_weight
             );
@@ -348,8 +353,18 @@ fn abort_ends_on_stable(
     Ok(())
 }
 
+/// 300 cases, or `PROPTEST_CASES` when set (a deeper search, or a quicker one under a mutation
+/// run).
+fn cases() -> ProptestConfig {
+    let cases = std::env::var("PROPTEST_CASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(300);
+    ProptestConfig::with_cases(cases)
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(300))]
+    #![proptest_config(cases())]
 
     #[test]
     fn canary_traffic_follows_the_steps_and_never_stays_on_a_given_up_candidate(acts in prop::collection::vec(act(), 1..120), lag: bool) {

@@ -10,17 +10,23 @@ use super::validate::{meta, revision, service};
 /// A field path and what is wrong with it, as in a 422 `Status`'s causes.
 pub type Cause = (String, String);
 
-fn is_dns_label(s: &str) -> bool {
+/// Lowercase letters, digits and '-', starting and ending with a letter or digit.
+fn is_label_shaped(s: &str) -> bool {
     !s.is_empty()
-        && s.len() <= 63
         && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
 }
 
+fn is_dns_label(s: &str) -> bool {
+    s.len() <= 63 && is_label_shaped(s)
+}
+
+/// kube-apiserver's IsDNS1123Subdomain: at most 253 characters of dot-separated label-shaped
+/// parts; unlike a label, a part may be longer than 63.
 fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
+    s.len() <= 253 && s.split('.').all(is_label_shaped)
 }
 
 /// Name rules by kind: Services and Namespaces are DNS-1035/1123 labels, most others subdomains.
@@ -353,4 +359,28 @@ pub fn spec_changed(old: &Value, new: &Value) -> bool {
         .chain(new.keys())
         .filter(|k| !matches!(k.as_str(), "metadata" | "status" | "apiVersion" | "kind"));
     keys.into_iter().any(|k| old.get(k) != new.get(k))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::kinds::builtins;
+
+    fn kind(plural: &str) -> ResourceKind {
+        builtins()
+            .into_iter()
+            .find(|k| k.plural == plural)
+            .expect("a builtin kind")
+    }
+
+    #[test]
+    fn subdomain_names_may_have_parts_longer_than_a_label() {
+        let long = format!("reporting-{}", "long".repeat(15));
+        assert!(long.len() > 63);
+        assert_eq!(validate_name(&kind("deployments"), &long), None);
+        assert!(validate_name(&kind("services"), &long).is_some(), "a label: at most 63");
+        assert!(validate_name(&kind("deployments"), &"a".repeat(254)).is_some());
+        assert!(validate_name(&kind("deployments"), "Reporting").is_some());
+        assert!(validate_name(&kind("deployments"), "a..b").is_some());
+    }
 }
