@@ -82,7 +82,7 @@ impl Machine<'_> {
         match (self.s.stage, self.s.step.unwrap_or(0)) {
             (Some(Stage::Matching), _) => self.enter_step(1),
             (Some(Stage::Stepping), step) if step < steps => self.enter_step(step + 1),
-            (Some(Stage::AwaitingPromotion), _) => self.enter(Stage::PromotingScale),
+            // Past the last step (or waiting after it): a promote, or auto, promotes.
             _ if commanded || self.plan.promotion == Promotion::Auto => {
                 self.enter(Stage::PromotingScale)
             }

@@ -23,6 +23,8 @@ mod tests;
 #[cfg(test)]
 mod tests_blue_green;
 #[cfg(test)]
+mod tests_commands;
+#[cfg(test)]
 mod tests_latest_check;
 #[cfg(test)]
 mod tests_properties;

@@ -118,6 +118,16 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn canonical_json_is_sorted_and_compact() {
+        let value: Value =
+            serde_json::from_str(r#"{"b": {"d": null, "c": [1, "x", true]}, "a": []}"#).unwrap();
+        assert_eq!(
+            canonical_json(&value),
+            r#"{"a":[],"b":{"c":[1,"x",true],"d":null}}"#
+        );
+    }
+
+    #[test]
     fn the_hash_ignores_key_order_and_sees_every_change() {
         let a = json!({"metadata": {"labels": {"app": "x", "version": "v1"}}, "spec": {"containers": [{"name": "x", "image": "x:1"}]}});
         let b: Value = serde_json::from_str(

@@ -111,3 +111,45 @@ fn a_rollback_from_the_match_phase_waits_for_the_match_to_be_read_back_gone() {
         Some(2)
     );
 }
+
+#[test]
+fn the_queries_name_the_candidate_slot_of_the_release_in_flight() {
+    let mut sim = Sim::taken_over(plan(json!({})));
+    sim.release("erp/reporting:1.1");
+    sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
+    let vars = template_vars("erp-system", &sim.plan, &sim.status);
+    assert_eq!(
+        (
+            vars.namespace.as_str(),
+            vars.name.as_str(),
+            vars.ingress.as_deref()
+        ),
+        ("erp-system", "reporting", Some("erp-ingress"))
+    );
+    assert_eq!(
+        (vars.stable_slot.as_str(), vars.candidate_slot.as_str()),
+        ("blue", "green"),
+        "analysis judges green, the slot the weight goes to"
+    );
+    assert_eq!(vars.interval, "1m");
+}
+
+#[test]
+fn a_paused_preview_resumes_and_ends_on_its_next_passing_check() {
+    let mut sim = Sim::taken_over(blue_green());
+    sim.release("erp/reporting:1.1");
+    sim.run_until(Stage::Previewing, 1, Verdict::Pass, 5);
+    sim.command(CommandVerb::Pause, "p");
+    for _ in 0..6 {
+        sim.tick(60, Verdict::Pass);
+    }
+    assert_eq!(
+        sim.stage(),
+        Stage::Previewing,
+        "paused past previewDuration"
+    );
+    sim.command(CommandVerb::Resume, "r");
+    sim.tick(1, Verdict::Pass);
+    assert!(!sim.status.paused);
+    sim.run_until(Stage::PromotingScale, 60, Verdict::Pass, 3);
+}

@@ -378,7 +378,10 @@ mod tests {
         let long = format!("reporting-{}", "long".repeat(15));
         assert!(long.len() > 63);
         assert_eq!(validate_name(&kind("deployments"), &long), None);
-        assert!(validate_name(&kind("services"), &long).is_some(), "a label: at most 63");
+        assert!(
+            validate_name(&kind("services"), &long).is_some(),
+            "a label: at most 63"
+        );
         assert!(validate_name(&kind("deployments"), &"a".repeat(254)).is_some());
         assert!(validate_name(&kind("deployments"), "Reporting").is_some());
         assert!(validate_name(&kind("deployments"), "a..b").is_some());
