@@ -144,6 +144,16 @@ mod tests {
         );
         assert_eq!(decision.status.phase, Phase::Failed);
         assert_eq!(decision.status.stage, Some(Stage::Superseding));
+        let ready = decision
+            .status
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Ready");
+        assert_eq!(
+            ready.map(|c| (c.status, c.reason.as_str())),
+            Some((crate::status::ConditionStatus::False, "InvalidSpec")),
+            "kubectl wait and people see why"
+        );
         assert_eq!(
             decision.remove.ingresses,
             ["erp-ingress-reporting-service-canary"],
