@@ -150,3 +150,11 @@ fn an_unreadable_spec_is_kept_and_does_not_fail_the_object() {
         "enough to hand back"
     );
 }
+
+#[test]
+fn the_printed_crd_reads_back_as_the_one_the_controller_serves() {
+    let yaml = crd_yaml().expect("the CRD prints");
+    let printed: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition =
+        serde_saphyr::from_str(&yaml).expect("it parses");
+    assert_eq!(printed, Rollout::crd());
+}
