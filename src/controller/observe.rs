@@ -18,7 +18,9 @@ pub use sluice_strategies::names::{
     template_record_name,
 };
 use sluice_strategies::plan::{ForeignOwner, ReleasePlan, StrategyPlan};
-use sluice_strategies::release::{self, REVISION_ANNOTATION, RolloutFacts, SlotView, TargetView};
+use sluice_strategies::release::{
+    self, CanaryRoute, REVISION_ANNOTATION, RolloutFacts, SlotView, TargetView,
+};
 use sluice_strategies::status::{CanaryObjects, Slot};
 
 use super::raw::RawDeployment;
@@ -107,11 +109,6 @@ pub fn service_selector(service: &Service) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
-/// The weight the canary Ingress carries now; an Ingress without the annotation carries 0.
-pub fn canary_weight(ingress: &Ingress) -> u8 {
-    route_of(ingress.annotations()).weight
-}
-
 /// The pod template recorded for `revision` of the Rollout, if its record is in the cache and the
 /// Rollout's own.
 pub fn template_record(
@@ -127,14 +124,13 @@ pub fn template_record(
         .flatten()
 }
 
-/// Whether the record of `revision` is in the cache.
+/// Whether the Rollout's own record of `revision` is in the cache.
 pub fn has_template_record(
     revisions: &Store<ControllerRevision>,
     rollout: &Rollout,
     revision: &str,
 ) -> bool {
-    let name = template_record_name(&rollout.name_any(), revision);
-    get(revisions, &rollout.namespace().unwrap_or_default(), &name).is_some()
+    template_record(revisions, rollout, Some(revision)).is_some()
 }
 
 /// Everything one reconcile reads of a Rollout's objects, from the caches, once.
@@ -192,25 +188,25 @@ impl Observed {
         }
     }
 
-    /// The weight the core reads back: the canary Ingress's, or for blue/green the highest of
-    /// those left from a canary spec.
-    pub fn canary_weight(&self, plan: &ReleasePlan) -> Option<u8> {
-        match &plan.strategy {
-            StrategyPlan::Canary(_) => self.canary_ingress.as_deref().map(canary_weight),
-            StrategyPlan::BlueGreen(_) => {
-                self.owned.ingresses.iter().map(|i| canary_weight(i)).max()
-            }
-        }
-    }
-
-    /// Whether a header or cookie match is read back: on the canary Ingress, or for blue/green on
-    /// one left from a canary spec.
-    pub fn canary_matching(&self, plan: &ReleasePlan) -> bool {
-        let matching = |ingress: &Ingress| route_of(ingress.annotations()).traffic_match.is_some();
-        match &plan.strategy {
-            StrategyPlan::Canary(_) => self.canary_ingress.as_deref().is_some_and(matching),
-            StrategyPlan::BlueGreen(_) => self.owned.ingresses.iter().any(|i| matching(i)),
-        }
+    /// The route the core reads back: the weight of the canary Ingress the plan names and
+    /// whether it carries a header or cookie match; for blue/green, the highest weight of those
+    /// left from a canary spec and whether any of them matches.
+    pub fn canary_route(&self, plan: &ReleasePlan) -> (Option<u8>, bool) {
+        let read: Vec<CanaryRoute> = match &plan.strategy {
+            StrategyPlan::Canary(_) => self
+                .canary_ingress
+                .iter()
+                .map(|i| route_of(i.annotations()))
+                .collect(),
+            StrategyPlan::BlueGreen(_) => self
+                .owned
+                .ingresses
+                .iter()
+                .map(|i| route_of(i.annotations()))
+                .collect(),
+        };
+        let weight = read.iter().map(|r| r.weight).max();
+        (weight, read.iter().any(|r| r.traffic_match.is_some()))
     }
 
     /// The objects sluice would own for this Rollout that another controller owns.

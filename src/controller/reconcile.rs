@@ -177,11 +177,9 @@ async fn invalid(
             namespace,
             &observe::slot_name(&spec.target, stable_slot),
         )?;
-        let view = observe::slot_view(&slot);
-        let ready = view.ready_replicas > 0 && view.revision == status.stable_revision;
         Some((
             release::slot_selector(&observe::match_labels(&target), stable_slot),
-            ready,
+            observe::slot_view(&slot),
         ))
     });
     let decision = release::invalid_spec(
@@ -191,7 +189,7 @@ async fn invalid(
             generation: rollout.metadata.generation.unwrap_or(0),
             present: &present,
             service_selector: service_selector.as_ref(),
-            stable: stable.as_ref().map(|(selector, ready)| (selector, *ready)),
+            stable: stable.as_ref().map(|(selector, slot)| (selector, slot)),
         },
         problems,
     );
@@ -303,6 +301,7 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
     };
     let (service, ingress) = (seen.service.clone(), seen.ingress.clone());
     let now = Utc::now();
+    let (canary_weight, canary_matching) = seen.canary_route(&plan);
     let mut world = World {
         now,
         generation: rollout.metadata.generation.unwrap_or(0),
@@ -310,8 +309,8 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         blue: seen.blue.as_deref().map(observe::slot_view),
         green: seen.green.as_deref().map(observe::slot_view),
         service_selector: service.as_deref().map(observe::service_selector),
-        canary_weight: seen.canary_weight(&plan),
-        canary_matching: seen.canary_matching(&plan),
+        canary_weight,
+        canary_matching,
         present: seen.owned.present(),
         stable_record: observe::template_record(
             &ctx.revisions,

@@ -16,8 +16,6 @@ const PREFIX: &str = "nginx.ingress.kubernetes.io";
 
 /// The annotation holding the canary weight, which the controller reads back.
 pub const WEIGHT_ANNOTATION: &str = "nginx.ingress.kubernetes.io/canary-weight";
-/// The annotation that makes an Ingress a canary.
-pub const CANARY_ANNOTATION: &str = "nginx.ingress.kubernetes.io/canary";
 
 /// What sluice writes of the canary Ingress besides its name, labels and owner.
 #[derive(Debug, Clone, PartialEq)]

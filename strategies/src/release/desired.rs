@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use super::machine::{Machine, analysing};
+use super::machine::{Machine, analysing, in_flight};
 use super::{CanaryRoute, Desired, SlotSpec, TemplateRecord, next_check_at, revision};
 use crate::status::{Slot, Stage};
 
@@ -39,18 +39,7 @@ impl Machine<'_> {
             replicas: full,
         });
 
-        let in_flight = matches!(
-            stage,
-            Stage::Starting
-                | Stage::Matching
-                | Stage::Stepping
-                | Stage::AwaitingPromotion
-                | Stage::Previewing
-                | Stage::PromotingScale
-                | Stage::PromotingSwitch
-                | Stage::PromotingDrain
-                | Stage::Verifying
-        );
+        let in_flight = in_flight(Some(stage));
         let observed = self.world.slot(candidate);
         let candidate_spec =
             if in_flight && self.s.candidate_revision.as_ref() == Some(&self.target_revision) {

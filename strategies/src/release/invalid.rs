@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
-use super::Note;
+use super::machine::in_flight;
 use super::report::invalid_spec_status;
+use super::{Note, SlotView};
 use crate::status::{CanaryObjects, RolloutStatus, Slot, Stage};
 
 /// What the controller could observe for a Rollout whose spec cannot work.
@@ -20,9 +21,9 @@ pub struct InvalidView<'a> {
     pub present: &'a CanaryObjects,
     /// `<svc>`'s selector, if the spec names a Service that exists.
     pub service_selector: Option<&'a BTreeMap<String, String>>,
-    /// The selector of the stable slot and whether it has a ready pod of the stable revision;
-    /// None when the target or the slot cannot be found.
-    pub stable: Option<(&'a BTreeMap<String, String>, bool)>,
+    /// The selector of the stable slot and the slot as observed; None when the target or the
+    /// slot cannot be found.
+    pub stable: Option<(&'a BTreeMap<String, String>, &'a SlotView)>,
 }
 
 /// What to do about it.
@@ -34,25 +35,6 @@ pub struct InvalidDecision {
     /// Point `<svc>` at the stable slot.
     pub service_selector: Option<BTreeMap<String, String>>,
     pub notes: Vec<Note>,
-}
-
-/// The stages in which some traffic may reach the candidate.
-fn in_flight(stage: Option<Stage>) -> bool {
-    use Stage::*;
-    matches!(
-        stage,
-        Some(
-            Starting
-                | Matching
-                | Stepping
-                | AwaitingPromotion
-                | Previewing
-                | PromotingScale
-                | PromotingSwitch
-                | PromotingDrain
-                | Verifying
-        )
-    )
 }
 
 /// The decision for a Rollout whose spec has `problems`.
@@ -94,10 +76,12 @@ pub fn invalid_spec(
         .service_selector
         .and_then(|s| s.get(super::SLOT_LABEL))
         .is_some_and(|slot| slot == candidate.as_str());
-    let service_selector = match view.stable {
-        Some((selector, true)) if on_candidate => Some(selector.clone()),
-        _ => None,
-    };
+    // Back to stable only onto a ready pod of the stable revision, as `<svc>` moves anywhere.
+    let service_selector = view
+        .stable
+        .filter(|(_, slot)| slot.ready_replicas > 0 && slot.revision == status.stable_revision)
+        .filter(|_| on_candidate)
+        .map(|(selector, _)| selector.clone());
     InvalidDecision {
         status: next,
         remove: CanaryObjects {
@@ -120,7 +104,7 @@ mod tests {
 
     fn view<'a>(
         sim: &'a Sim,
-        stable: Option<(&'a BTreeMap<String, String>, bool)>,
+        stable: Option<(&'a BTreeMap<String, String>, &'a SlotView)>,
     ) -> InvalidView<'a> {
         InvalidView {
             now: sim.world.now,
@@ -186,9 +170,14 @@ mod tests {
         sim.run_until(Stage::Verifying, 60, Verdict::Pass, 8);
         assert_eq!(sim.world.service_slot(), Some(Slot::Green));
         let blue = slot_selector(&sim.world.target.selector, Slot::Blue);
-        let decision = invalid_spec(&sim.status, view(&sim, Some((&blue, true))), "bad");
+        let ready = sim.world.blue.clone().expect("blue");
+        let unready_slot = SlotView {
+            ready_replicas: 0,
+            ..ready.clone()
+        };
+        let decision = invalid_spec(&sim.status, view(&sim, Some((&blue, &ready))), "bad");
         assert_eq!(decision.service_selector.as_ref(), Some(&blue));
-        let unready = invalid_spec(&sim.status, view(&sim, Some((&blue, false))), "bad");
+        let unready = invalid_spec(&sim.status, view(&sim, Some((&blue, &unready_slot))), "bad");
         assert!(
             unready.service_selector.is_none(),
             "never onto a slot without a ready pod"

@@ -22,6 +22,24 @@ pub(super) struct Machine<'a> {
     forget: Vec<String>,
 }
 
+/// The stages of a release in flight: the candidate runs at full size, and traffic may reach it.
+pub(super) fn in_flight(stage: Option<Stage>) -> bool {
+    matches!(
+        stage,
+        Some(
+            Stage::Starting
+                | Stage::Matching
+                | Stage::Stepping
+                | Stage::AwaitingPromotion
+                | Stage::Previewing
+                | Stage::PromotingScale
+                | Stage::PromotingSwitch
+                | Stage::PromotingDrain
+                | Stage::Verifying
+        )
+    )
+}
+
 /// The stages in which analysis checks run.
 pub(super) fn analysing(stage: Option<Stage>) -> bool {
     matches!(

@@ -204,6 +204,7 @@ fn an_invalid_spec_heading_to_stable_leaves_a_service_already_there_alone() {
     sim.release("erp/reporting:1.1");
     sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
     let blue = slot_selector(&sim.world.target.selector, Slot::Blue);
+    let blue_slot = sim.world.blue.clone().expect("blue");
     let decision = invalid_spec(
         &sim.status,
         InvalidView {
@@ -211,7 +212,7 @@ fn an_invalid_spec_heading_to_stable_leaves_a_service_already_there_alone() {
             generation: 2,
             present: &sim.world.present,
             service_selector: sim.world.service_selector.as_ref(),
-            stable: Some((&blue, true)),
+            stable: Some((&blue, &blue_slot)),
         },
         "bad",
     );
