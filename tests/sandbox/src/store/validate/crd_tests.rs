@@ -90,6 +90,21 @@ fn valid_spec() -> Value {
     json!({"targetRef": {"name": "reporting"}, "service": {"name": "reporting"}})
 }
 
+/// Creates a Rollout of `spec` that must be refused: the error and its causes, sorted.
+fn refused(
+    store: &Store,
+    rollouts: &Arc<ResourceKind>,
+    spec: Value,
+    why: &str,
+) -> (ApiError, Vec<String>) {
+    let err = store
+        .create(rollouts, "default", rollout(spec), &WriteOptions::default())
+        .expect_err(why);
+    let mut got = messages(&err);
+    got.sort();
+    (err, got)
+}
+
 fn messages(err: &ApiError) -> Vec<String> {
     assert_eq!(err.code, 422, "{err:?}");
     err.details.as_ref().expect("details")["causes"]
@@ -117,16 +132,7 @@ fn values_are_checked_with_the_real_wording() {
     spec["targetRef"]["name"] = json!("a-very-long-name");
     spec.as_object_mut().expect("spec").remove("service");
     spec["service"] = json!({"port": 70000});
-    let err = store
-        .create(
-            &rollouts,
-            "default",
-            rollout(spec),
-            &WriteOptions::default(),
-        )
-        .expect_err("invalid values");
-    let mut got = messages(&err);
-    got.sort();
+    let (err, got) = refused(&store, &rollouts, spec, "invalid values");
     let mut want = vec![
         "spec.service.name: Required value".to_string(),
         "spec.service.port: Invalid value: 70000: spec.service.port in body should be less than or equal to 65535".to_string(),
@@ -148,16 +154,7 @@ fn values_are_checked_with_the_real_wording() {
     let mut spec = valid_spec();
     spec["service"]["port"] = json!("eighty");
     spec["steps"] = json!([]);
-    let err = store
-        .create(
-            &rollouts,
-            "default",
-            rollout(spec),
-            &WriteOptions::default(),
-        )
-        .expect_err("wrong type, too few items");
-    let mut got = messages(&err);
-    got.sort();
+    let (_, got) = refused(&store, &rollouts, spec, "wrong type, too few items");
     assert_eq!(
         got,
         vec![
@@ -165,16 +162,7 @@ fn values_are_checked_with_the_real_wording() {
             "spec.steps: Invalid value: 0: spec.steps in body should have at least 1 items",
         ]
     );
-    let err = store
-        .create(
-            &rollouts,
-            "default",
-            rollout(json!({})),
-            &WriteOptions::default(),
-        )
-        .expect_err("required fields");
-    let mut got = messages(&err);
-    got.sort();
+    let (_, got) = refused(&store, &rollouts, json!({}), "required fields");
     assert_eq!(
         got,
         vec![
