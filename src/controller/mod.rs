@@ -21,7 +21,7 @@ use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Client, ResourceExt};
+use kube::{Client, Resource, ResourceExt};
 use sluice_strategies::objects::MANAGED_BY;
 use sluice_strategies::{Presets, RolloutSpec, names};
 use tokio::net::TcpListener;
@@ -98,6 +98,15 @@ fn rollouts_where(
         .filter(|r| r.spec.readable().is_ok_and(&matches))
         .map(|r| ObjectRef::from_obj(&*r))
         .collect()
+}
+
+/// The Rollout that controls an object, if any: an object it owns wakes it whatever its name (a
+/// canary object of an older spec, deleted by hand, is noticed at once).
+fn controlling_rollout(meta: &kube::api::ObjectMeta) -> Option<ObjectRef<Rollout>> {
+    let owner = observe::controller(meta)?;
+    let is_rollout = owner.kind == "Rollout" && owner.api_version.starts_with("sluice.dev/");
+    let namespace = meta.namespace.as_deref()?;
+    is_rollout.then(|| ObjectRef::new(&owner.name).within(namespace))
 }
 
 /// Runs the controller until `shutdown` completes; serves `/healthz` and `/readyz` on `listener`.
@@ -198,14 +207,16 @@ pub async fn run(
         })
         .watches_stream(service_events, move |s: Service| {
             let name = s.name_any();
-            rollouts_where(&for_services, s.namespace(), |spec| {
+            let mut wake = rollouts_where(&for_services, s.namespace(), |spec| {
                 let service = &spec.service.name;
                 *service == name || name == names::canary_service_name(service)
-            })
+            });
+            wake.extend(controlling_rollout(s.meta()));
+            wake
         })
         .watches_stream(ingress_events, move |i: Ingress| {
             let name = i.name_any();
-            rollouts_where(&for_ingresses, i.namespace(), |spec| {
+            let mut wake = rollouts_where(&for_ingresses, i.namespace(), |spec| {
                 let canary = spec.strategy.canary.as_ref();
                 canary
                     .and_then(|c| c.ingress_ref.as_ref())
@@ -213,7 +224,9 @@ pub async fn run(
                         i.name == name
                             || names::canary_ingress_name(&i.name, &spec.service.name) == name
                     })
-            })
+            });
+            wake.extend(controlling_rollout(i.meta()));
+            wake
         })
         .graceful_shutdown_on(shutdown)
         .run(reconcile::reconcile, error_policy, context)
@@ -243,4 +256,40 @@ fn error_policy(rollout: Arc<Rollout>, error: &Error, _ctx: Arc<Context>) -> Act
         "reconcile failed"
     );
     Action::requeue(retry)
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+
+    use super::*;
+
+    fn owned_by(api_version: &str, kind: &str, controller: bool) -> ObjectMeta {
+        ObjectMeta {
+            name: Some("old-ingress-web-canary".into()),
+            namespace: Some("shop".into()),
+            owner_references: Some(vec![OwnerReference {
+                api_version: api_version.into(),
+                kind: kind.into(),
+                name: "web".into(),
+                uid: "u-1".into(),
+                controller: Some(controller),
+                ..OwnerReference::default()
+            }]),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn an_object_a_rollout_controls_wakes_that_rollout_and_no_other_owner_does() {
+        let wakes = controlling_rollout(&owned_by("sluice.dev/v1alpha1", "Rollout", true));
+        assert_eq!(wakes, Some(ObjectRef::new("web").within("shop")));
+        for meta in [
+            owned_by("argoproj.io/v1alpha1", "Rollout", true),
+            owned_by("apps/v1", "Deployment", true),
+            owned_by("sluice.dev/v1alpha1", "Rollout", false),
+        ] {
+            assert_eq!(controlling_rollout(&meta), None);
+        }
+    }
 }

@@ -26,6 +26,7 @@ use sluice_strategies::status::{CanaryObjects, Slot};
 use super::raw::RawDeployment;
 use crate::crd::{Rollout, SpecNames};
 
+use sluice_strategies::objects::MANAGED_BY;
 use sluice_strategies::objects::nginx::route_of;
 
 pub fn get<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<std::sync::Arc<K>>
@@ -330,12 +331,27 @@ fn controlled<K>(
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
+    let controlled_here =
+        |object: &K| uid.is_some() && controller(object.meta()).map(|o| o.uid.as_str()) == uid;
     let mut names: Vec<String> = names.collect();
+    // Those the record lost are found by their owner reference (and our label).
+    names.extend(
+        store
+            .state()
+            .into_iter()
+            .filter(|object| object.meta().namespace.as_deref() == Some(namespace))
+            .filter(|object| {
+                let labels = object.meta().labels.as_ref();
+                labels.and_then(|l| l.get(MANAGED_BY)).map(String::as_str) == Some("sluice")
+            })
+            .filter(|object| controlled_here(object))
+            .map(|object| object.name_any()),
+    );
     names.sort();
     names.dedup();
     names
         .iter()
         .filter_map(|name| get(store, namespace, name))
-        .filter(|object| controller(object.meta()).map(|o| o.uid.as_str()) == uid)
+        .filter(|object| controlled_here(object))
         .collect()
 }

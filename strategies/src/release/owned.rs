@@ -1,10 +1,11 @@
-//! The canary objects a Rollout owns, by the names the status records rather than the names the
-//! spec gives now: a change of `ingressRef`, `service` or strategy leaves no orphan behind. A name
-//! enters the record before the object is written (the status is written first), and leaves it
-//! only once the object is seen gone, so a crash in between loses none.
+//! The canary objects a Rollout owns, by the names the status records and by owner reference
+//! rather than by the names the spec gives now: a change of `ingressRef`, `service` or strategy
+//! leaves no orphan behind. A name enters the record before the object is written (the status is
+//! written first), and leaves it once the object is seen gone; an object the record lost (a cache
+//! that lagged behind our own create) is still found by its owner reference, so none is lost.
 
 use super::machine::Machine;
-use crate::names::{canary_ingress_name, canary_service_name, legacy_canary_ingress_name};
+use crate::names::{canary_ingress_name, canary_service_name};
 use crate::status::CanaryObjects;
 
 impl Machine<'_> {
@@ -21,30 +22,22 @@ impl Machine<'_> {
         }
     }
 
-    /// Records the wanted objects and forgets those seen gone; returns those to delete.
+    /// Records the wanted objects and forgets those seen gone; returns those to delete: every
+    /// present object (the shell reports only those this Rollout controls) the plan no longer
+    /// names.
     pub(super) fn track_canary_objects(&mut self) -> CanaryObjects {
         let wanted = self.wanted_canary_objects();
-        let mut recorded = self.s.canary_objects.clone();
-        if recorded.is_empty()
-            && let Some(canary) = self.canary()
-        {
-            // A status from before the record: the canary Ingress had the older name.
-            recorded
-                .ingresses
-                .push(legacy_canary_ingress_name(&canary.ingress));
-        }
-        let recorded = &recorded;
         let present = &self.world.present;
-        let unwanted = |names: &[String], wanted: &[String], present: &[String]| -> Vec<String> {
-            names
+        let unwanted = |present: &[String], wanted: &[String]| -> Vec<String> {
+            present
                 .iter()
-                .filter(|n| !wanted.contains(n) && present.contains(n))
+                .filter(|n| !wanted.contains(n))
                 .cloned()
                 .collect()
         };
         let remove = CanaryObjects {
-            ingresses: unwanted(&recorded.ingresses, &wanted.ingresses, &present.ingresses),
-            services: unwanted(&recorded.services, &wanted.services, &present.services),
+            ingresses: unwanted(&present.ingresses, &wanted.ingresses),
+            services: unwanted(&present.services, &wanted.services),
         };
         let keep = |removing: &[String], wanted: &[String]| -> Vec<String> {
             let mut names: Vec<String> = removing.iter().chain(wanted).cloned().collect();
@@ -132,6 +125,35 @@ mod tests {
                 .canary_objects
                 .ingresses
                 .contains(&"old-canary".to_string())
+        );
+    }
+
+    #[test]
+    fn an_owned_canary_object_the_record_lost_is_still_deleted() {
+        let mut sim = Sim::taken_over(plan(json!({})));
+        sim.release("erp/reporting:1.1");
+        sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
+        // The record lost `public-reports-canary` (forgotten while a cache lagged behind its
+        // create); the shell still reports it, found by its owner reference.
+        sim.world.present = objects(
+            &[
+                "erp-ingress-reporting-service-canary",
+                "public-reports-canary",
+            ],
+            &["reporting-service-canary", "reports-canary"],
+        );
+        let decision = sim.reconcile_now();
+        assert_eq!(
+            decision.desired.remove,
+            objects(&["public-reports-canary"], &["reports-canary"])
+        );
+        assert!(
+            decision
+                .status
+                .canary_objects
+                .ingresses
+                .contains(&"public-reports-canary".to_string()),
+            "recorded again until seen gone"
         );
     }
 
