@@ -7,6 +7,7 @@
 
 pub mod analysis;
 pub mod duration;
+pub mod image;
 mod ingress;
 pub mod names;
 pub mod objects;

@@ -247,6 +247,41 @@ pub struct RolloutStatus {
     /// deleted by these names, whatever the spec names now.
     #[serde(default, skip_serializing_if = "CanaryObjects::is_empty")]
     pub canary_objects: CanaryObjects,
+    /// The transitions of the current and the previous release, oldest first (bounded: see
+    /// `release::record_history`), kept here so that they survive restarts; the API's history
+    /// and event stream read them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub history: Vec<Transition>,
+}
+
+/// One transition of a release: where it went, when, and the check that moved it.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Transition {
+    /// Numbers the Rollout's transitions from 1, never reused (the event stream's ids).
+    pub seq: u64,
+    /// Numbers the Rollout's releases from 1; 0 for the take-over.
+    pub release: u32,
+    pub time: DateTime<Utc>,
+    pub phase: Phase,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stage: Option<Stage>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u32>,
+    /// The canary weight the release set (canary only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(max = 100))]
+    pub weight: Option<u8>,
+    /// The revision being released (at the end of a release, the one it released or gave up;
+    /// the stable one outside a release).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revision: Option<String>,
+    /// The check that ran at this transition, one entry per metric.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<MetricResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 /// Names of canary objects of one Rollout, each list sorted and without repeats.

@@ -57,6 +57,7 @@ pub fn pending_command(
     PendingCommand::Ready(Command {
         verb,
         nonce: nonce.to_string(),
+        reason: None,
     })
 }
 
@@ -87,7 +88,8 @@ mod tests {
             pending_command(Some(" promote "), Some(&nonce), Some("abort@12")),
             PendingCommand::Ready(Command {
                 verb: CommandVerb::Promote,
-                nonce: nonce.clone()
+                nonce: nonce.clone(),
+                reason: None,
             })
         );
         assert_eq!(

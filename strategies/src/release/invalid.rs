@@ -59,6 +59,7 @@ pub fn invalid_spec(
             warning: true,
         });
     }
+    super::history::record_history(status, &mut next, view.now);
     let heading_to_stable = matches!(
         next.stage,
         Some(Stage::Superseding | Stage::RollingBack | Stage::RollingBackScaleDown)

@@ -20,6 +20,8 @@ pub(super) struct Machine<'a> {
     pub(super) target_revision: String,
     /// Revisions whose template records are no longer needed.
     forget: Vec<String>,
+    /// What an abort this reconcile says of itself.
+    abort_words: String,
 }
 
 /// The stages of a release in flight: the candidate runs at full size, and traffic may reach it.
@@ -62,6 +64,7 @@ pub fn reconcile(plan: &ReleasePlan, status: &RolloutStatus, world: &World) -> D
         notes: Vec::new(),
         target_revision: revision::template_hash(&world.target.template),
         forget: Vec::new(),
+        abort_words: "aborted by command".into(),
     };
     m.s.observed_generation = Some(world.generation);
     let command = world
@@ -70,6 +73,9 @@ pub fn reconcile(plan: &ReleasePlan, status: &RolloutStatus, world: &World) -> D
         .filter(|c| status.last_command.as_deref() != Some(c.nonce.as_str()));
     if let Some(command) = &command {
         m.s.last_command = Some(command.nonce.clone());
+        if let Some(reason) = command.reason.as_deref().filter(|r| !r.is_empty()) {
+            m.abort_words = format!("aborted by command: {reason}");
+        }
         m.note(
             "Command",
             format!("{} received", command.verb.as_str()),
@@ -87,6 +93,7 @@ pub fn reconcile(plan: &ReleasePlan, status: &RolloutStatus, world: &World) -> D
     desired.forget = std::mem::take(&mut m.forget);
     let requeue_after = m.requeue_after();
     report::finish(&mut m.s, &plan.strategy, world, &m.target_revision);
+    super::history::record_history(status, &mut m.s, world.now);
     Decision {
         status: m.s,
         desired,
@@ -468,7 +475,7 @@ impl Machine<'_> {
         if verb == Some(CommandVerb::Abort) {
             // A revision not started yet is given up without starting it.
             self.s.rolled_back_revision = Some(self.target_revision.clone());
-            self.s.rollback_reason = Some(format!("{}: aborted by command", self.target_revision));
+            self.s.rollback_reason = Some(format!("{}: {}", self.target_revision, self.abort_words));
             self.settle(Phase::RolledBack);
             return;
         }
@@ -548,7 +555,7 @@ impl Machine<'_> {
         if self.s.stable_revision.as_ref() != Some(&self.target_revision) {
             self.s.candidate_revision = Some(self.target_revision.clone());
         }
-        self.roll_back("aborted by command".into(), true);
+        self.roll_back(self.abort_words.clone(), true);
         true
     }
 

@@ -7,11 +7,13 @@
 //! canary weight is observed at zero, a promotion drains the canary weight only once the Service is
 //! observed on the candidate. A restarted controller resumes from the status alone.
 
+mod admission;
 mod blue_green;
 mod canary;
 mod commands;
 mod desired;
 mod handback;
+mod history;
 mod invalid;
 mod machine;
 mod owned;
@@ -43,8 +45,10 @@ use crate::plan::{ReleasePlan, StrategyPlan};
 use crate::spec::TrafficMatch;
 use crate::status::{CanaryObjects, RolloutStatus, Slot, Stage};
 
+pub use admission::command_refusal;
 pub use commands::{PendingCommand, command_nonce, pending_command};
 pub use handback::{HandBack, HandBackView, hand_back};
+pub use history::{TRANSITIONS_PER_RELEASE, record_history};
 pub use invalid::{InvalidDecision, InvalidView, invalid_spec};
 pub use readiness::{RolloutFacts, ready_of_current};
 pub use report::{conditions_for_invalid, invalid_spec_status};
@@ -101,6 +105,8 @@ impl CommandVerb {
 pub struct Command {
     pub verb: CommandVerb,
     pub nonce: String,
+    /// Why, in the words of whoever sent it (an abort's reason, recorded in status and Events).
+    pub reason: Option<String>,
 }
 
 /// The user's Deployment, the release source.

@@ -192,6 +192,7 @@ impl Sim {
         self.world.command = Some(Command {
             verb,
             nonce: nonce.into(),
+            reason: None,
         });
     }
 

@@ -370,3 +370,23 @@ fn every_decision_that_moves_traffic_says_so() {
         step.notes
     );
 }
+
+#[test]
+fn an_abort_says_why_in_the_rollback_reason_and_the_message() {
+    let mut sim = Sim::taken_over(plan(json!({})));
+    sim.release("erp/reporting:1.1");
+    sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
+    sim.world.command = Some(Command {
+        verb: CommandVerb::Abort,
+        nonce: "abort@api-1".into(),
+        reason: Some("p99 alarms in the gateway (by ci-erp)".into()),
+    });
+    sim.tick(1, Verdict::Pass);
+    let reason = sim.status.rollback_reason.clone().unwrap_or_default();
+    assert!(
+        reason.ends_with("aborted by command: p99 alarms in the gateway (by ci-erp)"),
+        "{reason}"
+    );
+    let last = sim.status.history.last().expect("the abort is a transition");
+    assert_eq!(last.stage, Some(Stage::RollingBack));
+}

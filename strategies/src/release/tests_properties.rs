@@ -157,6 +157,14 @@ fn play(plan: &ReleasePlan, acts: Vec<Act>, pods_lag: bool) -> Result<Sim, TestC
         }
         let before = sim.world.clone();
         let decision = reconcile(&sim.plan, &sim.status, &sim.world);
+        // The history only grows at its end, with ids that only grow, and stays bounded.
+        let (old, new) = (&sim.status.history, &decision.status.history);
+        prop_assert!(new.len() <= 2 * crate::release::TRANSITIONS_PER_RELEASE);
+        prop_assert!(new.windows(2).all(|w| w[0].seq < w[1].seq));
+        prop_assert!(new.last().map(|t| t.seq) >= old.last().map(|t| t.seq));
+        if decision.status.stage != sim.status.stage || decision.status.step != sim.status.step {
+            prop_assert!(new.last().map(|t| t.seq) > old.last().map(|t| t.seq), "a move is recorded");
+        }
         if replayed {
             // A command's nonce already in the status changes nothing.
             let mut without = sim.world.clone();
