@@ -2,11 +2,12 @@
 //! reconcile loop, the HTTP endpoints and telemetry live here; every decision lives in the core.
 
 pub mod analysis;
+pub mod api;
 pub mod controller;
 pub mod crd;
 pub mod error;
 pub mod server;
 pub mod telemetry;
 
-pub use controller::{ControllerConfig, run};
+pub use controller::{ApiServer, ControllerConfig, run};
 pub use error::Error;

@@ -1,4 +1,5 @@
-//! The `sluice` binary: `sluice crd`, `sluice controller --prometheus-url URL [--listen ADDR]`.
+//! The `sluice` binary: `sluice crd`, `sluice openapi`, `sluice controller --prometheus-url URL
+//! [--listen ADDR] [--api-listen ADDR] [--api-tokens-file FILE | --api-insecure]`.
 
 use std::time::Duration;
 
@@ -19,18 +20,38 @@ struct Cli {
 enum Command {
     /// Print the Rollout CustomResourceDefinition as YAML (`sluice crd | kubectl apply -f -`).
     Crd,
+    /// Print the HTTP API's OpenAPI 3.1 document as JSON.
+    Openapi,
     /// Run the controller against the cluster of the kubeconfig (or in-cluster configuration).
     Controller {
         /// Prometheus that scrapes the ingress controller, e.g. http://prometheus:9090.
         #[arg(long, env = "SLUICE_PROMETHEUS_URL")]
         prometheus_url: String,
-        /// Address of /healthz and /readyz.
-        #[arg(long, default_value = "127.0.0.1:8080")]
+        /// Address of /healthz, /readyz and /metrics (unauthenticated).
+        #[arg(long, default_value = "0.0.0.0:8080")]
         listen: String,
         /// Bound on every Prometheus query, in seconds.
         #[arg(long, default_value_t = 5)]
         query_timeout: u64,
+        #[command(flatten)]
+        api: ApiArgs,
     },
+}
+
+#[derive(clap::Args)]
+struct ApiArgs {
+    /// Address of the HTTP API (port 0: any free port; the bound address is printed).
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    api_listen: String,
+    /// The API's tokens (YAML; see the README's API section), read again when it changes.
+    #[arg(long, env = "SLUICE_API_TOKENS_FILE")]
+    api_tokens_file: Option<std::path::PathBuf>,
+    /// Serve the API without authentication (anyone who reaches it may release and abort).
+    #[arg(long, conflicts_with = "api_tokens_file")]
+    api_insecure: bool,
+    /// Requests per second each token may make (a burst of twice as many is let through).
+    #[arg(long, default_value_t = 20)]
+    api_rate_limit: u32,
 }
 
 #[tokio::main]
@@ -38,22 +59,37 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Crd => print!("{}", sluice::crd::crd_yaml()?),
+        Command::Openapi => println!("{}", sluice::api::openapi_document().to_pretty_json()?),
         Command::Controller {
             prometheus_url,
             listen,
             query_timeout,
+            api,
         } => {
             sluice::telemetry::init(cli.log_format == "json");
+            let auth = sluice::api::Auth::configure(api.api_tokens_file.as_deref(), api.api_insecure)?;
             let client = kube::Client::try_default()
                 .await
                 .context("connecting to the cluster")?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;
+            let api_listener = tokio::net::TcpListener::bind(&api.api_listen)
+                .await
+                .with_context(|| format!("listening on {} for the API", api.api_listen))?;
+            let (probes_at, api_at) = (listener.local_addr()?, api_listener.local_addr()?);
+            // On stdout, so that scripts and tests that asked for port 0 find the ports.
+            println!("sluice probes and metrics on http://{probes_at}");
+            println!("sluice API on http://{api_at}");
             let mut config = sluice::ControllerConfig::new(prometheus_url);
             config.query_timeout = Duration::from_secs(query_timeout);
-            tracing::info!(listen = %listen, "sluice controller starting");
-            sluice::run(client, config, listener, shutdown_signal()).await?;
+            let api = sluice::ApiServer {
+                listener: api_listener,
+                auth,
+                limiter: sluice::api::RateLimiter::new(api.api_rate_limit, api.api_rate_limit.saturating_mul(2)),
+            };
+            tracing::info!(listen = %probes_at, api = %api_at, "sluice controller starting");
+            sluice::run(client, config, listener, Some(api), shutdown_signal()).await?;
         }
     }
     Ok(())

@@ -21,17 +21,53 @@ use crate::error::{Error, kube_err};
 
 pub const COMMAND_ANNOTATION: &str = "sluice.dev/command";
 pub const NONCE_ANNOTATION: &str = "sluice.dev/command-nonce";
+/// Why, and who sent it: an abort's reason ends up in the status and an Event.
+pub const REASON_ANNOTATION: &str = "sluice.dev/command-reason";
 const COMMAND_POINTER: &str = "/metadata/annotations/sluice.dev~1command";
 const NONCE_POINTER: &str = "/metadata/annotations/sluice.dev~1command-nonce";
+const REASON_POINTER: &str = "/metadata/annotations/sluice.dev~1command-reason";
 
 /// The command the Rollout's annotations hold (the core decides what it is).
 pub fn pending(rollout: &Rollout, status: &RolloutStatus) -> PendingCommand {
     let annotations = rollout.annotations();
-    pending_command(
+    let pending = pending_command(
         annotations.get(COMMAND_ANNOTATION).map(String::as_str),
         annotations.get(NONCE_ANNOTATION).map(String::as_str),
         status.last_command.as_deref(),
-    )
+    );
+    match pending {
+        PendingCommand::Ready(mut command) => {
+            command.reason = annotations.get(REASON_ANNOTATION).cloned();
+            PendingCommand::Ready(command)
+        }
+        other => other,
+    }
+}
+
+/// Writes a command already stamped with its nonce, as the API sends it: in one patch, and only
+/// onto the Rollout at `resource_version` (a `test` op), so that a command written meanwhile is
+/// never overwritten unseen.
+pub async fn send(
+    client: &kube::Client,
+    rollout: &Rollout,
+    verb: CommandVerb,
+    nonce: &str,
+    reason: &str,
+) -> Result<(), Error> {
+    let mut ops = vec![json!({
+        "op": "test",
+        "path": "/metadata/resourceVersion",
+        "value": rollout.resource_version().unwrap_or_default(),
+    })];
+    if rollout.metadata.annotations.is_none() {
+        ops.push(json!({"op": "add", "path": "/metadata/annotations", "value": {}}));
+    }
+    ops.extend([
+        json!({"op": "add", "path": COMMAND_POINTER, "value": verb.as_str()}),
+        json!({"op": "add", "path": NONCE_POINTER, "value": nonce}),
+        json!({"op": "add", "path": REASON_POINTER, "value": reason}),
+    ]);
+    json_patch(client, rollout, json!(ops), "send command to").await
 }
 
 fn api(client: &kube::Client, rollout: &Rollout) -> Api<Rollout> {
@@ -96,6 +132,9 @@ pub async fn remove(client: &kube::Client, rollout: &Rollout) -> Result<(), Erro
     if let Some(nonce) = annotations.get(NONCE_ANNOTATION) {
         ops.push(json!({"op": "test", "path": NONCE_POINTER, "value": nonce}));
         ops.push(json!({"op": "remove", "path": NONCE_POINTER}));
+    }
+    if annotations.contains_key(REASON_ANNOTATION) {
+        ops.push(json!({"op": "remove", "path": REASON_POINTER}));
     }
     ops.push(json!({"op": "remove", "path": COMMAND_POINTER}));
     json_patch(client, rollout, json!(ops), "remove command from").await

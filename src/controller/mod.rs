@@ -1,11 +1,11 @@
 //! The reconcile loop: read the world from reflector caches, ask the core, write what it says, and
 //! record the status and events. One place for every side effect of a release.
 
-mod apply;
+pub(crate) mod apply;
 pub mod commands;
-mod observe;
+pub(crate) mod observe;
 mod own_writes;
-mod raw;
+pub(crate) mod raw;
 mod reconcile;
 
 use std::future::Future;
@@ -109,11 +109,20 @@ fn controlling_rollout(meta: &kube::api::ObjectMeta) -> Option<ObjectRef<Rollout
     is_rollout.then(|| ObjectRef::new(&owner.name).within(namespace))
 }
 
-/// Runs the controller until `shutdown` completes; serves `/healthz` and `/readyz` on `listener`.
+/// The HTTP API, when the controller serves it: where, and who may call it.
+pub struct ApiServer {
+    pub listener: TcpListener,
+    pub auth: crate::api::Auth,
+    pub limiter: crate::api::RateLimiter,
+}
+
+/// Runs the controller until `shutdown` completes; serves `/healthz` and `/readyz` on `listener`,
+/// and the HTTP API on its own listener if `api` is given.
 pub async fn run(
     client: Client,
     config: ControllerConfig,
     listener: TcpListener,
+    api: Option<ApiServer>,
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
     let presets = Presets::embedded()?;
@@ -194,6 +203,20 @@ pub async fn run(
     let server = tokio::spawn(crate::server::serve(listener, ready, async move {
         let _ = server_stopped.await;
     }));
+    let (api_stop, api_stopping) = tokio::sync::watch::channel(false);
+    let api = api.map(|api| {
+        let state = crate::api::ApiState::new(
+            context.clone(),
+            rollouts.clone(),
+            api.auth,
+            api.limiter,
+            api_stopping.clone(),
+        );
+        let mut stopping = api_stopping;
+        tokio::spawn(crate::api::serve(api.listener, state, async move {
+            let _ = stopping.wait_for(|stop| *stop).await;
+        }))
+    });
 
     controller
         // A slot, or the target, of a Rollout changed or went away (a deleted slot or canary
@@ -237,6 +260,10 @@ pub async fn run(
         })
         .await;
     let _ = server_stop.send(());
+    let _ = api_stop.send(true);
+    if let Some(api) = api {
+        let _ = api.await;
+    }
     let _ = server.await;
     records.abort();
     Ok(())

@@ -87,6 +87,14 @@ pub struct Env {
     controller: Option<Running>,
 }
 
+/// How the controller serves its API in a test.
+pub struct ApiSetup {
+    /// The tokens file's text; None: `--api-insecure`.
+    pub tokens: Option<String>,
+    /// Requests per second per token (the burst is twice as many).
+    pub rate: u32,
+}
+
 pub async fn client_for(sandbox: &Sandbox) -> Client {
     sandbox
         .client()
@@ -254,6 +262,39 @@ impl Env {
     }
 
     pub async fn start_controller_with(&mut self, prometheus_url: &str) {
+        self.start_controller_serving(prometheus_url, None).await;
+    }
+
+    /// Starts the controller with its API on a free port of 127.0.0.1; its base URL.
+    pub async fn start_controller_with_api(&mut self, setup: ApiSetup) -> String {
+        let url = self.prometheus_url.clone();
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("a port for the API");
+        let base = format!("http://{}", listener.local_addr().expect("its address"));
+        let auth = match &setup.tokens {
+            Some(tokens) => {
+                let path = self.tokens_path();
+                std::fs::write(&path, tokens).expect("the tokens file is written");
+                sluice::api::Auth::configure(Some(&path), false).expect("the tokens load")
+            }
+            None => sluice::api::Auth::configure(None, true).expect("insecure"),
+        };
+        let api = sluice::ApiServer {
+            listener,
+            auth,
+            limiter: sluice::api::RateLimiter::new(setup.rate, setup.rate * 2),
+        };
+        self.start_controller_serving(&url, Some(api)).await;
+        base
+    }
+
+    /// Where this test's API tokens file lives (one per sandbox).
+    pub fn tokens_path(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!("sluice-e2e-tokens-{}.yaml", self.sandbox.api_url().replace([':', '/', '.'], "_")))
+    }
+
+    async fn start_controller_serving(&mut self, prometheus_url: &str, api: Option<sluice::ApiServer>) {
         assert!(self.controller.is_none(), "one controller at a time");
         // A client of its own, as a new process would have.
         let client = client_for(&self.sandbox).await;
@@ -265,7 +306,7 @@ impl Env {
             query_timeout: secs(2),
         };
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(sluice::run(client, config, listener, async move {
+        let task = tokio::spawn(sluice::run(client, config, listener, api, async move {
             let _ = stopped.await;
         }));
         self.controller = Some(Running { stop, task });

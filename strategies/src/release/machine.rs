@@ -76,11 +76,12 @@ pub fn reconcile(plan: &ReleasePlan, status: &RolloutStatus, world: &World) -> D
         if let Some(reason) = command.reason.as_deref().filter(|r| !r.is_empty()) {
             m.abort_words = format!("aborted by command: {reason}");
         }
-        m.note(
-            "Command",
-            format!("{} received", command.verb.as_str()),
-            false,
-        );
+        let why = command.reason.as_deref().filter(|r| !r.is_empty());
+        let message = match why {
+            Some(why) => format!("{} received: {why}", command.verb.as_str()),
+            None => format!("{} received", command.verb.as_str()),
+        };
+        m.note("Command", message, false);
     }
     m.follow_rescale();
     if let Some(check) = &world.check {

@@ -1,0 +1,420 @@
+//! Changing Rollouts: the CI trigger (`release`) and the commands (promote, abort, pause, resume,
+//! retry). Commands take the same road as `kubectl annotate`: written into the Rollout's
+//! annotations, already stamped with a nonce, and consumed exactly once by the release machine.
+//! The nonce comes from the `Idempotency-Key` header, or from the request and the release it is
+//! about: the same request sent twice is one command.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use kube::ResourceExt;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::json;
+use sluice_strategies::image::{ImageChange, images_of, with_images};
+use sluice_strategies::names::short_hash;
+use sluice_strategies::release::{
+    CommandVerb, PendingCommand, command_nonce, command_refusal, pending_command, template_hash,
+};
+use sluice_strategies::status::RolloutStatus;
+
+use super::auth::{Action, Caller};
+use super::body::JsonBody;
+use super::error::ApiError;
+use super::rollouts::find;
+use super::types::{
+    AbortRequest, CommandAccepted, EmptyRequest, PromoteRequest, ReleaseAccepted, ReleaseRequest,
+};
+use super::{ApiState, ErrorAnswers};
+use crate::controller::apply::FIELD_MANAGER;
+use crate::controller::commands::{COMMAND_ANNOTATION, NONCE_ANNOTATION, send};
+use crate::controller::raw::RawDeployment;
+use crate::crd::Rollout;
+
+/// The longest abort reason kept.
+const MAX_REASON: usize = 1024;
+/// The longest `Idempotency-Key`.
+const MAX_KEY: usize = 128;
+/// How many times a command is written again after the Rollout changed under it.
+const ATTEMPTS: usize = 3;
+
+type RolloutPath = Path<(String, String)>;
+
+/// Sets the target Deployment's images: the CI trigger after an image push.
+#[utoipa::path(
+    post,
+    path = "/api/v1/namespaces/{namespace}/rollouts/{name}/release",
+    tag = "commands",
+    params(
+        ("namespace" = String, Path, description = "The Rollout's namespace"),
+        ("name" = String, Path, description = "The Rollout's name"),
+    ),
+    request_body = ReleaseRequest,
+    responses(
+        (status = 202, description = "The target asks for this revision; sluice releases it", body = ReleaseAccepted),
+        (status = 200, description = "These images are the stable revision already: nothing changed", body = ReleaseAccepted),
+        ErrorAnswers,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn release(
+    State(state): State<ApiState>,
+    caller: Caller,
+    Path((namespace, name)): RolloutPath,
+    JsonBody(request): JsonBody<ReleaseRequest>,
+) -> Result<(StatusCode, Json<ReleaseAccepted>), ApiError> {
+    caller.allow(&namespace, Action::Release)?;
+    let change = match (request.image, request.images) {
+        (Some(image), None) => ImageChange::Only(image),
+        (None, Some(images)) => ImageChange::ByContainer(images),
+        _ => {
+            return Err(ApiError::invalid(
+                "invalid_request",
+                "give exactly one of `image` (a single-container target) or `images` (by container)",
+            ));
+        }
+    };
+    let rollout = find(&state, &namespace, &name)?;
+    let target_name = rollout.spec.names().map(|n| n.target).ok_or_else(|| {
+        ApiError::conflict(
+            "invalid_spec",
+            format!("Rollout {namespace}/{name}: its spec cannot be read, so it has no target"),
+        )
+    })?;
+    let target = crate::controller::observe::get(&state.context.deployments, &namespace, &target_name)
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "target_missing",
+                format!("Rollout {namespace}/{name}: its target Deployment {target_name} does not exist"),
+            )
+        })?;
+    let current = target
+        .spec
+        .as_ref()
+        .map(|s| s.template.clone())
+        .unwrap_or_default();
+    let wanted = with_images(&current, &change)
+        .map_err(|e| ApiError::invalid("invalid_image", e.to_string()))?;
+    let revision = template_hash(&wanted);
+    let status = rollout.status.clone().unwrap_or_default();
+    if status.rolled_back_revision.as_deref() == Some(revision.as_str()) {
+        return Err(ApiError::conflict(
+            "rolled_back",
+            format!("revision {revision} was rolled back: send `retry` to release it again"),
+        ));
+    }
+    let accepted = |changed| ReleaseAccepted {
+        revision: revision.clone(),
+        changed,
+        images: images_of(&wanted),
+    };
+    if wanted == current {
+        let stable = status.stable_revision.as_deref() == Some(revision.as_str())
+            && status.candidate_revision.is_none();
+        let code = if stable { StatusCode::OK } else { StatusCode::ACCEPTED };
+        return Ok((code, Json(accepted(false))));
+    }
+    set_images(&state, &target, &current, &wanted).await?;
+    tracing::info!(
+        rollout = %format!("{namespace}/{name}"),
+        by = %caller.name,
+        insecure = caller.insecure,
+        %revision,
+        "release requested through the API"
+    );
+    Ok((StatusCode::ACCEPTED, Json(accepted(true))))
+}
+
+/// Replaces the changed images only, on the Deployment as read (its resourceVersion tested).
+async fn set_images(
+    state: &ApiState,
+    target: &RawDeployment,
+    current: &serde_json::Value,
+    wanted: &serde_json::Value,
+) -> Result<(), ApiError> {
+    let mut ops = vec![json!({
+        "op": "test",
+        "path": "/metadata/resourceVersion",
+        "value": target.resource_version().unwrap_or_default(),
+    })];
+    let before = current["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    let after = wanted["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    for (i, (old, new)) in before.iter().zip(&after).enumerate() {
+        if old["image"] != new["image"] {
+            let at = format!("/spec/template/spec/containers/{i}");
+            ops.push(json!({"op": "test", "path": format!("{at}/name"), "value": old["name"]}));
+            ops.push(json!({"op": "replace", "path": format!("{at}/image"), "value": new["image"]}));
+        }
+    }
+    let patch: json_patch::Patch = serde_json::from_value(json!(ops))
+        .map_err(|e| ApiError::upstream(format!("cannot build the image patch: {e}")))?;
+    let namespace = target.namespace().unwrap_or_default();
+    let api: Api<RawDeployment> = Api::namespaced(state.context.client.clone(), &namespace);
+    let params = PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    };
+    api.patch(&target.name_any(), &params, &Patch::Json::<()>(patch))
+        .await
+        .map_err(|e| match e {
+            kube::Error::Api(status) if [409, 422].contains(&status.code) => ApiError::conflict(
+                "conflict",
+                format!(
+                    "Deployment {namespace}/{} changed meanwhile; send the release again",
+                    target.name_any()
+                ),
+            ),
+            other => ApiError::upstream(format!(
+                "setting the images of Deployment {namespace}/{}: {other}",
+                target.name_any()
+            )),
+        })?;
+    Ok(())
+}
+
+macro_rules! command_endpoint {
+    ($fn:ident, $path:literal, $body:ty, $what:literal, $read:expr) => {
+        #[doc = $what]
+        #[utoipa::path(
+            post,
+            path = $path,
+            tag = "commands",
+            params(
+                ("namespace" = String, Path, description = "The Rollout's namespace"),
+                ("name" = String, Path, description = "The Rollout's name"),
+                ("Idempotency-Key" = Option<String>, Header, description = "The same key is one command, however often it is sent (letters, digits and `._:-`, at most 128)"),
+            ),
+            request_body(content = Option<$body>, description = "Optional: an empty body means the defaults"),
+            responses(
+                (status = 202, description = "Accepted: the release machine applies it once", body = CommandAccepted),
+                ErrorAnswers,
+            ),
+            security(("bearer" = []))
+        )]
+        pub async fn $fn(
+            State(state): State<ApiState>,
+            caller: Caller,
+            Path((namespace, name)): RolloutPath,
+            headers: HeaderMap,
+            JsonBody(request): JsonBody<$body>,
+        ) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
+            let read: fn(&$body) -> Result<(CommandVerb, Option<String>), ApiError> = $read;
+            let (verb, reason) = read(&request)?;
+            let body = serde_json::to_string(&request).unwrap_or_default();
+            let sent = Sent { verb, reason, body };
+            command(&state, &caller, &namespace, &name, &headers, sent).await
+        }
+    };
+}
+
+command_endpoint!(
+    promote,
+    "/api/v1/namespaces/{namespace}/rollouts/{name}/promote",
+    PromoteRequest,
+    "Promotes the release in flight: the next step, or with `full` all the way.",
+    |request| {
+        let verb = if request.full { CommandVerb::PromoteFull } else { CommandVerb::Promote };
+        Ok((verb, None))
+    }
+);
+command_endpoint!(
+    abort,
+    "/api/v1/namespaces/{namespace}/rollouts/{name}/abort",
+    AbortRequest,
+    "Gives up the release in flight: traffic back to stable first, then the candidate scales down.",
+    |request| {
+        let reason = request.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+        if reason.is_some_and(|r| r.chars().count() > MAX_REASON) {
+            return Err(ApiError::invalid(
+                "invalid_request",
+                format!("reason: at most {MAX_REASON} characters"),
+            ));
+        }
+        Ok((CommandVerb::Abort, reason.map(str::to_string)))
+    }
+);
+command_endpoint!(
+    pause,
+    "/api/v1/namespaces/{namespace}/rollouts/{name}/pause",
+    EmptyRequest,
+    "Holds the release at its step (analysis keeps running and can still roll back).",
+    |_| Ok((CommandVerb::Pause, None))
+);
+command_endpoint!(
+    resume,
+    "/api/v1/namespaces/{namespace}/rollouts/{name}/resume",
+    EmptyRequest,
+    "Carries on after a pause.",
+    |_| Ok((CommandVerb::Resume, None))
+);
+command_endpoint!(
+    retry,
+    "/api/v1/namespaces/{namespace}/rollouts/{name}/retry",
+    EmptyRequest,
+    "Releases the rolled-back revision again.",
+    |_| Ok((CommandVerb::Retry, None))
+);
+
+/// A command as the caller sent it.
+struct Sent {
+    verb: CommandVerb,
+    reason: Option<String>,
+    /// The body as read, part of the derived idempotency key.
+    body: String,
+}
+
+/// Checks and writes a command; the same one again is answered as a duplicate and not written.
+async fn command(
+    state: &ApiState,
+    caller: &Caller,
+    namespace: &str,
+    name: &str,
+    headers: &HeaderMap,
+    sent: Sent,
+) -> Result<(StatusCode, Json<CommandAccepted>), ApiError> {
+    let verb = sent.verb;
+    caller.allow(namespace, action_of(verb))?;
+    let key = idempotency_key(headers)?;
+    let mut rollout = find(state, namespace, name)?;
+    for attempt in 1..=ATTEMPTS {
+        let status = rollout.status.clone().unwrap_or_default();
+        let id = key.clone().unwrap_or_else(|| derived_key(&sent, &status));
+        let nonce = command_nonce(verb, &format!("api-{id}"));
+        let accepted = |duplicate| {
+            let answer = CommandAccepted {
+                command: verb.as_str().to_string(),
+                id: id.clone(),
+                duplicate,
+            };
+            (StatusCode::ACCEPTED, Json(answer))
+        };
+        match admission(&rollout, &status, verb, &nonce) {
+            Admission::Duplicate => return Ok(accepted(true)),
+            Admission::Refused(err) => return Err(err),
+            Admission::Write => {}
+        }
+        let by = format!("sent by {}", caller.name);
+        let reason = match &sent.reason {
+            Some(reason) => format!("{reason} ({by})"),
+            None => by,
+        };
+        match send(&state.context.client, &rollout, verb, &nonce, &reason).await {
+            Ok(()) => {
+                tracing::info!(
+                    rollout = %format!("{namespace}/{name}"),
+                    command = verb.as_str(),
+                    by = %caller.name,
+                    insecure = caller.insecure,
+                    "command accepted through the API"
+                );
+                return Ok(accepted(false));
+            }
+            Err(err) if changed_meanwhile(&err) && attempt < ATTEMPTS => {
+                // Read the Rollout as it is now and decide again.
+                let api: Api<Rollout> = Api::namespaced(state.context.client.clone(), namespace);
+                rollout = std::sync::Arc::new(api.get(name).await.map_err(|e| match e {
+                    kube::Error::Api(s) if s.code == 404 => ApiError::not_found(namespace, name),
+                    other => ApiError::upstream(format!("reading Rollout {namespace}/{name}: {other}")),
+                })?);
+            }
+            Err(err) if changed_meanwhile(&err) => {
+                return Err(ApiError::conflict(
+                    "conflict",
+                    format!("Rollout {namespace}/{name} kept changing; send the command again"),
+                ));
+            }
+            Err(err) => return Err(ApiError::upstream(err.to_string())),
+        }
+    }
+    Err(ApiError::conflict(
+        "conflict",
+        format!("Rollout {namespace}/{name} kept changing; send the command again"),
+    ))
+}
+
+enum Admission {
+    Write,
+    Duplicate,
+    Refused(ApiError),
+}
+
+/// Whether the command is new, the same one again, or cannot be applied now.
+fn admission(rollout: &Rollout, status: &RolloutStatus, verb: CommandVerb, nonce: &str) -> Admission {
+    let annotations = rollout.annotations();
+    let written = annotations.get(NONCE_ANNOTATION).map(String::as_str);
+    if status.last_command.as_deref() == Some(nonce) || written == Some(nonce) {
+        return Admission::Duplicate;
+    }
+    let pending = pending_command(
+        annotations.get(COMMAND_ANNOTATION).map(String::as_str),
+        written,
+        status.last_command.as_deref(),
+    );
+    let waiting = match pending {
+        PendingCommand::Unstamped(verb) => Some(verb),
+        PendingCommand::Ready(command) => Some(command.verb),
+        PendingCommand::None | PendingCommand::Consumed(_) | PendingCommand::Unknown(_) => None,
+    };
+    // An abort goes through whatever waits: giving up must never wait on a promote.
+    if let Some(waiting) = waiting.filter(|_| verb != CommandVerb::Abort) {
+        return Admission::Refused(ApiError::conflict(
+            "command_pending",
+            format!(
+                "the command {} is waiting to be applied; send {} once it is",
+                waiting.as_str(),
+                verb.as_str()
+            ),
+        ));
+    }
+    match command_refusal(status, verb) {
+        Some(why) => Admission::Refused(ApiError::conflict(
+            "not_applicable",
+            format!("{}: {why}", verb.as_str()),
+        )),
+        None => Admission::Write,
+    }
+}
+
+fn changed_meanwhile(err: &crate::Error) -> bool {
+    matches!(err, crate::Error::Kube { source: kube::Error::Api(s), .. } if [409, 422].contains(&s.code))
+}
+
+/// The `Idempotency-Key` header, checked.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().ok().map(str::trim).unwrap_or_default();
+    let fits = !key.is_empty()
+        && key.len() <= MAX_KEY
+        && key
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._:-".contains(c));
+    if !fits {
+        return Err(ApiError::invalid(
+            "invalid_idempotency_key",
+            format!("Idempotency-Key: letters, digits and `._:-`, 1 to {MAX_KEY} characters"),
+        ));
+    }
+    Ok(Some(key.to_string()))
+}
+
+/// Without a key, the same body about the same release is the same command.
+fn derived_key(sent: &Sent, status: &RolloutStatus) -> String {
+    let release = format!(
+        "{}|{}|{}",
+        status.release_started_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        status.candidate_revision.as_deref().unwrap_or_default(),
+        status.rolled_back_revision.as_deref().unwrap_or_default(),
+    );
+    short_hash(&format!("{}|{}|{release}", sent.verb.as_str(), sent.body))
+}
+
+fn action_of(verb: CommandVerb) -> Action {
+    match verb {
+        CommandVerb::Promote | CommandVerb::PromoteFull => Action::Promote,
+        CommandVerb::Abort => Action::Abort,
+        CommandVerb::Pause => Action::Pause,
+        CommandVerb::Resume => Action::Resume,
+        CommandVerb::Retry => Action::Retry,
+    }
+}
