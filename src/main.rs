@@ -67,7 +67,8 @@ async fn main() -> anyhow::Result<()> {
             api,
         } => {
             sluice::telemetry::init(cli.log_format == "json");
-            let auth = sluice::api::Auth::configure(api.api_tokens_file.as_deref(), api.api_insecure)?;
+            let auth =
+                sluice::api::Auth::configure(api.api_tokens_file.as_deref(), api.api_insecure)?;
             let client = kube::Client::try_default()
                 .await
                 .context("connecting to the cluster")?;
@@ -86,7 +87,10 @@ async fn main() -> anyhow::Result<()> {
             let api = sluice::ApiServer {
                 listener: api_listener,
                 auth,
-                limiter: sluice::api::RateLimiter::new(api.api_rate_limit, api.api_rate_limit.saturating_mul(2)),
+                limiter: sluice::api::RateLimiter::new(
+                    api.api_rate_limit,
+                    api.api_rate_limit.saturating_mul(2),
+                ),
             };
             tracing::info!(listen = %probes_at, api = %api_at, "sluice controller starting");
             sluice::run(client, config, listener, Some(api), shutdown_signal()).await?;

@@ -433,7 +433,12 @@ mod tests {
         let viewer = auth.authenticate(Some("Bearer look")).expect("known");
         assert!(viewer.may_read("anything"));
         assert!(viewer.allow("anything", Action::Abort).is_err());
-        for wrong in [None, Some("Bearer nope"), Some("Basic s3cret"), Some("Bearer ")] {
+        for wrong in [
+            None,
+            Some("Bearer nope"),
+            Some("Basic s3cret"),
+            Some("Bearer "),
+        ] {
             let err = auth.authenticate(wrong).expect_err("refused");
             assert_eq!(err.code, "unauthenticated");
             assert!(!err.message.contains("s3cret"));
@@ -459,13 +464,27 @@ mod tests {
     #[test]
     fn malformed_files_say_what_is_wrong() {
         for (body, says) in [
-            ("tokens:\n  - name: a\n    sha256: abc\n    namespaces: [x]\n    actions: [read]\n", "64 hex"),
-            ("tokens:\n  - name: a\n    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n    namespaces: [x]\n    actions: [fly]\n", "fly"),
-            ("tokens:\n  - name: a\n    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n    namespaces: []\n    actions: [read]\n", "at least one"),
-            ("tokens:\n  - {name: a, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, namespaces: [x], actions: [read]}\n  - {name: a, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, namespaces: [x], actions: [read]}\n", "twice"),
+            (
+                "tokens:\n  - name: a\n    sha256: abc\n    namespaces: [x]\n    actions: [read]\n",
+                "64 hex",
+            ),
+            (
+                "tokens:\n  - name: a\n    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n    namespaces: [x]\n    actions: [fly]\n",
+                "fly",
+            ),
+            (
+                "tokens:\n  - name: a\n    sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\n    namespaces: []\n    actions: [read]\n",
+                "at least one",
+            ),
+            (
+                "tokens:\n  - {name: a, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, namespaces: [x], actions: [read]}\n  - {name: a, sha256: 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08, namespaces: [x], actions: [read]}\n",
+                "twice",
+            ),
         ] {
             let (_dir, path) = file(body);
-            let err = Auth::configure(Some(&path), false).expect_err(body).to_string();
+            let err = Auth::configure(Some(&path), false)
+                .expect_err(body)
+                .to_string();
             assert!(err.contains(says), "{err}");
         }
     }
@@ -495,8 +514,15 @@ mod tests {
             assert!(limiter.take("ci", start).is_ok());
         }
         let refused = limiter.take("ci", start).expect_err("over the burst");
-        assert_eq!((refused.code, refused.retry_after), ("rate_limited", Some(1)));
+        assert_eq!(
+            (refused.code, refused.retry_after),
+            ("rate_limited", Some(1))
+        );
         assert!(limiter.take("other", start).is_ok(), "per token");
-        assert!(limiter.take("ci", start + Duration::from_millis(500)).is_ok());
+        assert!(
+            limiter
+                .take("ci", start + Duration::from_millis(500))
+                .is_ok()
+        );
     }
 }

@@ -27,12 +27,13 @@ where
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| match rejection.status().as_u16() {
-                413 => ApiError::too_large(MAX_BODY),
-                _ => ApiError::invalid("invalid_request", rejection.body_text()),
-            })?;
+        let bytes =
+            Bytes::from_request(request, state)
+                .await
+                .map_err(|rejection| match rejection.status().as_u16() {
+                    413 => ApiError::too_large(MAX_BODY),
+                    _ => ApiError::invalid("invalid_request", rejection.body_text()),
+                })?;
         if bytes.len() > MAX_BODY {
             return Err(ApiError::too_large(MAX_BODY));
         }
@@ -56,7 +57,8 @@ fn is_json(content_type: &str) -> bool {
         .unwrap_or_default()
         .trim()
         .to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 #[cfg(test)]
@@ -65,10 +67,20 @@ mod tests {
 
     #[test]
     fn json_media_types() {
-        for yes in ["application/json", "application/json; charset=utf-8", "Application/JSON", "application/merge-patch+json"] {
+        for yes in [
+            "application/json",
+            "application/json; charset=utf-8",
+            "Application/JSON",
+            "application/merge-patch+json",
+        ] {
             assert!(is_json(yes), "{yes}");
         }
-        for no in ["text/plain", "application/x-www-form-urlencoded", "application/jsonx", ""] {
+        for no in [
+            "text/plain",
+            "application/x-www-form-urlencoded",
+            "application/jsonx",
+            "",
+        ] {
             assert!(!is_json(no), "{no}");
         }
     }

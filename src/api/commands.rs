@@ -80,13 +80,19 @@ pub async fn release(
             format!("Rollout {namespace}/{name}: its spec cannot be read, so it has no target"),
         )
     })?;
-    let target = crate::controller::observe::get(&state.context.deployments, &namespace, &target_name)
-        .ok_or_else(|| {
-            ApiError::conflict(
-                "target_missing",
-                format!("Rollout {namespace}/{name}: its target Deployment {target_name} does not exist"),
-            )
-        })?;
+    let target = crate::controller::observe::get(
+        &state.context.deployments,
+        &namespace,
+        &target_name,
+    )
+    .ok_or_else(|| {
+        ApiError::conflict(
+            "target_missing",
+            format!(
+                "Rollout {namespace}/{name}: its target Deployment {target_name} does not exist"
+            ),
+        )
+    })?;
     let current = target
         .spec
         .as_ref()
@@ -110,7 +116,11 @@ pub async fn release(
     if wanted == current {
         let stable = status.stable_revision.as_deref() == Some(revision.as_str())
             && status.candidate_revision.is_none();
-        let code = if stable { StatusCode::OK } else { StatusCode::ACCEPTED };
+        let code = if stable {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
         return Ok((code, Json(accepted(false))));
     }
     set_images(&state, &target, &current, &wanted).await?;
@@ -136,13 +146,21 @@ async fn set_images(
         "path": "/metadata/resourceVersion",
         "value": target.resource_version().unwrap_or_default(),
     })];
-    let before = current["spec"]["containers"].as_array().cloned().unwrap_or_default();
-    let after = wanted["spec"]["containers"].as_array().cloned().unwrap_or_default();
+    let before = current["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let after = wanted["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     for (i, (old, new)) in before.iter().zip(&after).enumerate() {
         if old["image"] != new["image"] {
             let at = format!("/spec/template/spec/containers/{i}");
             ops.push(json!({"op": "test", "path": format!("{at}/name"), "value": old["name"]}));
-            ops.push(json!({"op": "replace", "path": format!("{at}/image"), "value": new["image"]}));
+            ops.push(
+                json!({"op": "replace", "path": format!("{at}/image"), "value": new["image"]}),
+            );
         }
     }
     let patch: json_patch::Patch = serde_json::from_value(json!(ops))
@@ -212,7 +230,11 @@ command_endpoint!(
     PromoteRequest,
     "Promotes the release in flight: the next step, or with `full` all the way.",
     |request| {
-        let verb = if request.full { CommandVerb::PromoteFull } else { CommandVerb::Promote };
+        let verb = if request.full {
+            CommandVerb::PromoteFull
+        } else {
+            CommandVerb::Promote
+        };
         Ok((verb, None))
     }
 );
@@ -222,7 +244,11 @@ command_endpoint!(
     AbortRequest,
     "Gives up the release in flight: traffic back to stable first, then the candidate scales down.",
     |request| {
-        let reason = request.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+        let reason = request
+            .reason
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty());
         if reason.is_some_and(|r| r.chars().count() > MAX_REASON) {
             return Err(ApiError::invalid(
                 "invalid_request",
@@ -313,7 +339,9 @@ async fn command(
                 let api: Api<Rollout> = Api::namespaced(state.context.client.clone(), namespace);
                 rollout = std::sync::Arc::new(api.get(name).await.map_err(|e| match e {
                     kube::Error::Api(s) if s.code == 404 => ApiError::not_found(namespace, name),
-                    other => ApiError::upstream(format!("reading Rollout {namespace}/{name}: {other}")),
+                    other => {
+                        ApiError::upstream(format!("reading Rollout {namespace}/{name}: {other}"))
+                    }
                 })?);
             }
             Err(err) if changed_meanwhile(&err) => {
@@ -338,7 +366,12 @@ enum Admission {
 }
 
 /// Whether the command is new, the same one again, or cannot be applied now.
-fn admission(rollout: &Rollout, status: &RolloutStatus, verb: CommandVerb, nonce: &str) -> Admission {
+fn admission(
+    rollout: &Rollout,
+    status: &RolloutStatus,
+    verb: CommandVerb,
+    nonce: &str,
+) -> Admission {
     let annotations = rollout.annotations();
     let written = annotations.get(NONCE_ANNOTATION).map(String::as_str);
     if status.last_command.as_deref() == Some(nonce) || written == Some(nonce) {
@@ -402,7 +435,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 fn derived_key(sent: &Sent, status: &RolloutStatus) -> String {
     let release = format!(
         "{}|{}|{}",
-        status.release_started_at.map(|t| t.to_rfc3339()).unwrap_or_default(),
+        status
+            .release_started_at
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default(),
         status.candidate_revision.as_deref().unwrap_or_default(),
         status.rolled_back_revision.as_deref().unwrap_or_default(),
     );

@@ -63,10 +63,16 @@ pub async fn rollout_events(
                         return None;
                     }
                     let Some(rollout) = get(&state.rollouts, &namespace, &name) else {
-                        let gone = Event::default().event("gone").data(format!("{namespace}/{name}"));
+                        let gone = Event::default()
+                            .event("gone")
+                            .data(format!("{namespace}/{name}"));
                         return Some((Ok(gone), (state, after, queued, true)));
                     };
-                    let history = rollout.status.as_ref().map(|s| s.history.as_slice()).unwrap_or_default();
+                    let history = rollout
+                        .status
+                        .as_ref()
+                        .map(|s| s.history.as_slice())
+                        .unwrap_or_default();
                     let new: Vec<&Transition> = history.iter().filter(|t| t.seq > after).collect();
                     if let Some(last) = new.last() {
                         after = last.seq;
@@ -88,5 +94,8 @@ pub async fn rollout_events(
 
 fn event_of(t: &Transition) -> Event {
     let data = serde_json::to_string(&transition(t)).unwrap_or_else(|_| "{}".into());
-    Event::default().event("transition").id(t.seq.to_string()).data(data)
+    Event::default()
+        .event("transition")
+        .id(t.seq.to_string())
+        .data(data)
 }

@@ -91,7 +91,10 @@ impl FromRequestParts<ApiState> for Caller {
 pub enum ErrorAnswers {
     #[response(status = 401, description = "No token, or one the API does not know")]
     Unauthenticated(ErrorBody),
-    #[response(status = 403, description = "The token may not do this in this namespace")]
+    #[response(
+        status = 403,
+        description = "The token may not do this in this namespace"
+    )]
     Forbidden(ErrorBody),
     #[response(status = 404, description = "No such Rollout")]
     NotFound(ErrorBody),
@@ -104,14 +107,20 @@ pub enum ErrorAnswers {
     TooLarge(ErrorBody),
     #[response(status = 415, description = "The body is not JSON")]
     UnsupportedMediaType(ErrorBody),
-    #[response(status = 422, description = "A malformed body, image reference or header")]
+    #[response(
+        status = 422,
+        description = "A malformed body, image reference or header"
+    )]
     Invalid(ErrorBody),
     #[response(
         status = 429,
         description = "Past the token's rate limit; `Retry-After` says when to come back"
     )]
     RateLimited(ErrorBody),
-    #[response(status = 502, description = "The cluster failed the request; nothing changed")]
+    #[response(
+        status = 502,
+        description = "The cluster failed the request; nothing changed"
+    )]
     ClusterError(ErrorBody),
 }
 
@@ -201,7 +210,9 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     if matches!(*state.auth, Auth::Insecure) {
-        tracing::warn!("the API serves without authentication (--api-insecure): anyone who reaches it may release, promote and abort");
+        tracing::warn!(
+            "the API serves without authentication (--api-insecure): anyone who reaches it may release, promote and abort"
+        );
     }
     let (router, _) = router(state);
     if let Err(err) = axum::serve(listener, router)

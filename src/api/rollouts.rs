@@ -154,9 +154,13 @@ fn detail(state: &ApiState, rollout: &Rollout) -> RolloutDetail {
         let (Some(slot), Some(names)) = (slot, names.as_ref()) else {
             return BTreeMap::new();
         };
-        get(&state.context.deployments, &namespace, &slot_name(&names.target, slot))
-            .and_then(|d| d.spec.as_ref().map(|s| images_of(&s.template)))
-            .unwrap_or_default()
+        get(
+            &state.context.deployments,
+            &namespace,
+            &slot_name(&names.target, slot),
+        )
+        .and_then(|d| d.spec.as_ref().map(|s| images_of(&s.template)))
+        .unwrap_or_default()
     };
     let candidate_slot = status
         .stable_slot

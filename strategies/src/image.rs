@@ -17,8 +17,9 @@ static REFERENCE: LazyLock<Regex> = LazyLock::new(|| {
     let domain = format!(r"{domain_component}(?:\.{domain_component})*(?::[0-9]+)?");
     let path_component = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*";
     let name = format!(r"(?:{domain}/)?{path_component}(?:/{path_component})*");
-    let pattern =
-        format!(r"^(?P<name>{name})(?::(?P<tag>[\w][\w.-]{{0,127}}))?(?:@(?P<digest>sha256:[a-f0-9]{{64}}))?$");
+    let pattern = format!(
+        r"^(?P<name>{name})(?::(?P<tag>[\w][\w.-]{{0,127}}))?(?:@(?P<digest>sha256:[a-f0-9]{{64}}))?$"
+    );
     // The pattern is a constant of this module; the tests compile it.
     Regex::new(&pattern).expect("the image reference pattern compiles")
 });
@@ -30,7 +31,9 @@ pub enum ImageError {
         "{reference:?} is not an image reference (expected [registry/]repository[:tag][@sha256:<64 hex>])"
     )]
     Malformed { reference: String },
-    #[error("{reference:?} names no tag or digest: give one, so the release says which build it is")]
+    #[error(
+        "{reference:?} names no tag or digest: give one, so the release says which build it is"
+    )]
     Untagged { reference: String },
     #[error("{reference:?}: the repository name is longer than {MAX_NAME} characters")]
     TooLong { reference: String },
@@ -99,7 +102,10 @@ pub fn with_images(template: &Value, change: &ImageChange) -> Result<Value, Imag
                     names: names(),
                 });
             }
-            current.keys().map(|name| (name.clone(), image.clone())).collect()
+            current
+                .keys()
+                .map(|name| (name.clone(), image.clone()))
+                .collect()
         }
         ImageChange::ByContainer(images) if images.is_empty() => return Err(ImageError::Empty),
         ImageChange::ByContainer(images) => images.clone(),
@@ -190,7 +196,10 @@ mod tests {
         let before = template(&[("reporting", "erp/reporting:1.0.0")]);
         let after = with_images(&before, &ImageChange::Only("erp/reporting:1.0.1".into()))
             .expect("a valid change");
-        assert_eq!(after["spec"]["containers"][0]["image"], "erp/reporting:1.0.1");
+        assert_eq!(
+            after["spec"]["containers"][0]["image"],
+            "erp/reporting:1.0.1"
+        );
         let mut expected = before.clone();
         expected["spec"]["containers"][0]["image"] = json!("erp/reporting:1.0.1");
         assert_eq!(after, expected);

@@ -291,10 +291,17 @@ impl Env {
 
     /// Where this test's API tokens file lives (one per sandbox).
     pub fn tokens_path(&self) -> std::path::PathBuf {
-        std::env::temp_dir().join(format!("sluice-e2e-tokens-{}.yaml", self.sandbox.api_url().replace([':', '/', '.'], "_")))
+        std::env::temp_dir().join(format!(
+            "sluice-e2e-tokens-{}.yaml",
+            self.sandbox.api_url().replace([':', '/', '.'], "_")
+        ))
     }
 
-    async fn start_controller_serving(&mut self, prometheus_url: &str, api: Option<sluice::ApiServer>) {
+    async fn start_controller_serving(
+        &mut self,
+        prometheus_url: &str,
+        api: Option<sluice::ApiServer>,
+    ) {
         assert!(self.controller.is_none(), "one controller at a time");
         // A client of its own, as a new process would have.
         let client = client_for(&self.sandbox).await;

@@ -6,6 +6,7 @@
 //! Timings are fast (steps [20, 50], 6s per step and per check) so that each test finishes in
 //! well under its 120s bound.
 
+mod api;
 mod blue_green;
 mod harness;
 mod history;

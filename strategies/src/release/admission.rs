@@ -16,9 +16,9 @@ pub fn command_refusal(status: &RolloutStatus, verb: CommandVerb) -> Option<Stri
             "no release is waiting for a promotion (phase {phase:?}{})",
             stage_words(stage)
         )),
-        CommandVerb::Abort if !(in_flight(stage) || stage == Some(Stage::Superseding)) => Some(
-            format!("no release in flight to abort (phase {phase:?})"),
-        ),
+        CommandVerb::Abort if !(in_flight(stage) || stage == Some(Stage::Superseding)) => {
+            Some(format!("no release in flight to abort (phase {phase:?})"))
+        }
         CommandVerb::Pause if !analysing(stage) => {
             Some(format!("no release in flight to pause (phase {phase:?})"))
         }
@@ -27,7 +27,9 @@ pub fn command_refusal(status: &RolloutStatus, verb: CommandVerb) -> Option<Stri
         CommandVerb::Retry
             if !(phase == Phase::RolledBack && status.rolled_back_revision.is_some()) =>
         {
-            Some(format!("no rolled-back revision to retry (phase {phase:?})"))
+            Some(format!(
+                "no rolled-back revision to retry (phase {phase:?})"
+            ))
         }
         _ => None,
     }
@@ -78,11 +80,18 @@ mod tests {
             Stage::Superseding,
         ] {
             let status = at(Phase::Progressing, flying);
-            assert_eq!(command_refusal(&status, CommandVerb::Abort), None, "{flying:?}");
+            assert_eq!(
+                command_refusal(&status, CommandVerb::Abort),
+                None,
+                "{flying:?}"
+            );
         }
         for quiet in [Stage::Steady, Stage::RollingBack, Stage::TakingOver] {
             let status = at(Phase::Ready, quiet);
-            assert!(command_refusal(&status, CommandVerb::Abort).is_some(), "{quiet:?}");
+            assert!(
+                command_refusal(&status, CommandVerb::Abort).is_some(),
+                "{quiet:?}"
+            );
         }
     }
 

@@ -476,7 +476,8 @@ impl Machine<'_> {
         if verb == Some(CommandVerb::Abort) {
             // A revision not started yet is given up without starting it.
             self.s.rolled_back_revision = Some(self.target_revision.clone());
-            self.s.rollback_reason = Some(format!("{}: {}", self.target_revision, self.abort_words));
+            self.s.rollback_reason =
+                Some(format!("{}: {}", self.target_revision, self.abort_words));
             self.settle(Phase::RolledBack);
             return;
         }

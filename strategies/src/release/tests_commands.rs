@@ -387,6 +387,10 @@ fn an_abort_says_why_in_the_rollback_reason_and_the_message() {
         reason.ends_with("aborted by command: p99 alarms in the gateway (by ci-erp)"),
         "{reason}"
     );
-    let last = sim.status.history.last().expect("the abort is a transition");
+    let last = sim
+        .status
+        .history
+        .last()
+        .expect("the abort is a transition");
     assert_eq!(last.stage, Some(Stage::RollingBack));
 }

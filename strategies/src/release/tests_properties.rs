@@ -163,7 +163,10 @@ fn play(plan: &ReleasePlan, acts: Vec<Act>, pods_lag: bool) -> Result<Sim, TestC
         prop_assert!(new.windows(2).all(|w| w[0].seq < w[1].seq));
         prop_assert!(new.last().map(|t| t.seq) >= old.last().map(|t| t.seq));
         if decision.status.stage != sim.status.stage || decision.status.step != sim.status.step {
-            prop_assert!(new.last().map(|t| t.seq) > old.last().map(|t| t.seq), "a move is recorded");
+            prop_assert!(
+                new.last().map(|t| t.seq) > old.last().map(|t| t.seq),
+                "a move is recorded"
+            );
         }
         if replayed {
             // A command's nonce already in the status changes nothing.
