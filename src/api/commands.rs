@@ -11,7 +11,6 @@ use kube::ResourceExt;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use sluice_strategies::image::{ImageChange, images_of, with_images};
-use sluice_strategies::names::short_hash;
 use sluice_strategies::release::{
     CommandVerb, PendingCommand, command_nonce, command_refusal, pending_command, template_hash,
 };
@@ -442,7 +441,8 @@ fn derived_key(sent: &Sent, status: &RolloutStatus) -> String {
         status.candidate_revision.as_deref().unwrap_or_default(),
         status.rolled_back_revision.as_deref().unwrap_or_default(),
     );
-    short_hash(&format!("{}|{}|{release}", sent.verb.as_str(), sent.body))
+    let digest = super::auth::token_hash(&format!("{}|{}|{release}", sent.verb.as_str(), sent.body));
+    digest[..16].to_string()
 }
 
 fn action_of(verb: CommandVerb) -> Action {

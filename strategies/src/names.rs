@@ -63,7 +63,7 @@ fn shortened(text: &str, max: usize) -> String {
 }
 
 /// FNV-1a (64 bit) of `text`, 10 hex digits.
-pub fn short_hash(text: &str) -> String {
+pub(crate) fn short_hash(text: &str) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in text.bytes() {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
