@@ -2,6 +2,7 @@
 //! reconcile loop, the HTTP endpoints and telemetry live here; every decision lives in the core.
 
 pub mod analysis;
+pub mod api;
 pub mod controller;
 pub mod crd;
 pub mod error;

@@ -1,0 +1,3 @@
+//! The HTTP API's contract: the wire types its requests and answers use. The CLI is their client.
+
+pub mod types;
