@@ -1,5 +1,8 @@
-//! The `sluice` binary: `sluice crd`, `sluice controller --prometheus-url URL [--listen ADDR]`.
+//! The `sluice` binary: `sluice crd`, `sluice controller --prometheus-url URL [--listen ADDR]`,
+//! and the CLI of the API (`sluice release|promote|abort|pause|resume|retry|get|watch`), which
+//! also runs as the kubectl plugin `kubectl-sluice`: nothing here depends on the program's name.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -31,12 +34,15 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         query_timeout: u64,
     },
+    #[command(flatten)]
+    Api(sluice::cli::ApiCommand),
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Api(command) => return Ok(sluice::cli::run(command).await),
         Command::Crd => print!("{}", sluice::crd::crd_yaml()?),
         Command::Controller {
             prometheus_url,
@@ -56,7 +62,7 @@ async fn main() -> anyhow::Result<()> {
             sluice::run(client, config, listener, shutdown_signal()).await?;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {
