@@ -127,6 +127,12 @@ fn durations_parse_like_rollout_specs() {
     assert_eq!(parse_duration("1m30s"), Ok(Duration::from_secs(90)));
     assert!(parse_duration("10").is_err());
     assert!(parse_duration("soon").is_err());
+    let Ok(ApiCommand::Watch(args)) = parse(&["watch", "shop/web", "--timeout", "2s"]) else {
+        panic!("watch parses");
+    };
+    assert_eq!(args.timeout, Some(Duration::from_secs(2)));
+    let err = parse(&["watch", "shop/web", "--timeout", "2"]).expect_err("no unit");
+    assert!(err.contains("has no unit"), "{err}");
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! ```text
 //!   args ──> commands / get / watch ──> client (reqwest) ──> API
 //!                 │                        └── sse (event stream parser)
-//!                 └── table, detail: pure text from the wire types
+//!                 └── table, detail, watch::render: pure text from the wire types
 //! ```
 //!
 //! Exit codes: 0 done (`watch`: promoted), 1 `watch`: rolled back, aborted or failed, 2 usage
@@ -18,6 +18,7 @@ pub mod get;
 pub mod sse;
 pub mod table;
 pub mod text;
+pub mod watch;
 
 #[cfg(test)]
 mod fixtures;
@@ -26,7 +27,9 @@ use std::process::ExitCode;
 
 use clap::Subcommand;
 
-pub use args::{AbortArgs, ApiOptions, CommandArgs, GetArgs, PromoteArgs, ReleaseArgs, Target};
+pub use args::{
+    AbortArgs, ApiOptions, CommandArgs, GetArgs, PromoteArgs, ReleaseArgs, Target, WatchArgs,
+};
 pub use client::Failure;
 
 /// The API subcommands; the binary flattens them into its own.
@@ -46,6 +49,8 @@ pub enum ApiCommand {
     Retry(CommandArgs),
     /// List Rollouts, or show one in full.
     Get(GetArgs),
+    /// Follow a release to its end: exit 0 promoted, 1 rolled back, 2 timed out.
+    Watch(WatchArgs),
 }
 
 /// Runs one API subcommand; what went wrong is printed to stderr and becomes the exit code.
@@ -58,6 +63,7 @@ pub async fn run(command: ApiCommand) -> ExitCode {
         ApiCommand::Resume(args) => commands::simple(&args, "resume").await.map(|()| 0),
         ApiCommand::Retry(args) => commands::simple(&args, "retry").await.map(|()| 0),
         ApiCommand::Get(args) => get::get(&args).await.map(|()| 0),
+        ApiCommand::Watch(args) => watch::watch(&args).await.map(|outcome| outcome.exit_code()),
     };
     match result {
         Ok(code) => ExitCode::from(code),
