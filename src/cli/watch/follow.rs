@@ -78,6 +78,11 @@ impl Follower {
         &self.revision
     }
 
+    /// The release followed: the highest seen for the revision.
+    pub fn release(&self) -> Option<u32> {
+        self.release
+    }
+
     /// Takes the release numbers of the revision from the history read before the stream, so
     /// that a replay of an older release of it is not taken for the current one.
     pub fn seed(&mut self, history: &[TransitionView]) {

@@ -109,29 +109,23 @@ impl Watch {
     ) -> Self {
         let mut follower = Follower::new(revision);
         follower.seed(&detail.history);
-        let latest_release = detail
-            .history
-            .iter()
-            .filter(|t| t.revision.as_deref() == Some(revision))
-            .map(|t| t.release)
-            .max();
+        // The transitions of the followed release so far, if it has begun.
         let so_far: Vec<&TransitionView> = detail
             .history
             .iter()
-            .filter(|t| t.revision.as_deref() == Some(revision))
-            .filter(|t| Some(t.release) == latest_release)
+            .filter(|transition| transition.revision.as_deref() == Some(revision))
+            .filter(|transition| Some(transition.release) == follower.release())
             .collect();
-        if !screen.live {
+        if screen.live {
+            screen.show(&target, revision, &detail, so_far.last().copied());
+        } else {
             screen.line(&header(&target, revision, &detail));
-        }
-        for transition in &so_far {
-            screen.show(&target, revision, &detail, Some(transition));
-        }
-        if so_far.is_empty() {
-            screen.show(&target, revision, &detail, None);
+            for transition in &so_far {
+                screen.show(&target, revision, &detail, Some(transition));
+            }
         }
         // Resume after the history: nothing between the read and the stream is missed.
-        let resume = detail.history.iter().map(|t| t.seq).max();
+        let resume = detail.history.iter().map(|transition| transition.seq).max();
         Watch {
             api,
             target,
@@ -146,21 +140,23 @@ impl Watch {
     /// Follows the stream, reconnecting when it drops, until the release ends.
     async fn follow(&mut self) -> Result<Outcome, Failure> {
         loop {
-            match self.stream().await {
-                Ok(Some(outcome)) => return Ok(outcome),
-                Ok(None) => self.screen.note("the event stream ended; reconnecting"),
-                Err(Failure::Connect { detail, .. }) => {
-                    self.screen
-                        .note(&format!("event stream: {detail}; reconnecting"));
+            let why = match self.stream().await {
+                Ok(StreamEnd::Outcome(outcome)) => return Ok(outcome),
+                Ok(StreamEnd::Closed) => "the event stream ended".to_string(),
+                Ok(StreamEnd::Broke(detail)) => format!("the event stream broke: {detail}"),
+                Ok(StreamEnd::Silent) => {
+                    format!("the event stream was silent for {}s", IDLE.as_secs())
                 }
+                Err(Failure::Connect { detail, .. }) => format!("event stream: {detail}"),
                 Err(failure) => return Err(failure),
-            }
+            };
+            self.screen.note(&format!("{why}; reconnecting"));
             tokio::time::sleep(self.backoff).await;
         }
     }
 
-    /// One connection of the event stream: the outcome, or None when it ends without one.
-    async fn stream(&mut self) -> Result<Option<Outcome>, Failure> {
+    /// One connection of the event stream, until the release ends or the stream does.
+    async fn stream(&mut self) -> Result<StreamEnd, Failure> {
         let response = self
             .api
             .events(&self.target, self.resume.as_deref())
@@ -170,7 +166,9 @@ impl Watch {
         loop {
             let chunk = match tokio::time::timeout(IDLE, body.next()).await {
                 Ok(Some(Ok(chunk))) => chunk,
-                Ok(Some(Err(_)) | None) | Err(_) => return Ok(None),
+                Ok(Some(Err(err))) => return Ok(StreamEnd::Broke(err.to_string())),
+                Ok(None) => return Ok(StreamEnd::Closed),
+                Err(_) => return Ok(StreamEnd::Silent),
             };
             for event in parser.feed(&chunk) {
                 if !event.id.is_empty() {
@@ -180,7 +178,7 @@ impl Watch {
                     continue;
                 }
                 if let Some(outcome) = self.on_transition(&event.data).await? {
-                    return Ok(Some(outcome));
+                    return Ok(StreamEnd::Outcome(outcome));
                 }
             }
             self.backoff = parser.retry().unwrap_or(self.backoff);
@@ -214,6 +212,18 @@ impl Watch {
             Decision::Continue | Decision::Ignore => None,
         })
     }
+}
+
+/// How one connection of the event stream ended.
+enum StreamEnd {
+    /// The followed release ended.
+    Outcome(Outcome),
+    /// The server closed the stream.
+    Closed,
+    /// The connection broke mid-stream.
+    Broke(String),
+    /// Nothing came, not even a keep-alive, for [`IDLE`].
+    Silent,
 }
 
 /// Where the watch is shown: a live view on a terminal, plain lines otherwise.
