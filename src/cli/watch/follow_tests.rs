@@ -77,6 +77,7 @@ fn the_history_seeds_the_release_number() {
         transition(5, 3, T, "Progressing"),
         transition(4, 1, "x", "Ready"),
     ]);
+    assert_eq!(follower.release(), Some(3));
     assert_eq!(
         follower.observe(&transition(6, 2, T, "RolledBack")),
         Decision::Ignore
