@@ -1,8 +1,10 @@
 //! sluice: the imperative shell around `sluice-strategies`. Kubernetes and Prometheus I/O, the
-//! reconcile loop, the HTTP endpoints and telemetry live here; every decision lives in the core.
+//! reconcile loop, the HTTP endpoints, the CLI and telemetry live here; every decision lives in
+//! the core.
 
 pub mod analysis;
 pub mod api;
+pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod error;

@@ -1,6 +1,9 @@
 //! The `sluice` binary: `sluice crd`, `sluice openapi`, `sluice controller --prometheus-url URL
-//! [--listen ADDR] [--api-listen ADDR] [--api-tokens-file FILE | --api-insecure]`.
+//! [--listen ADDR] [--api-listen ADDR] [--api-tokens-file FILE | --api-insecure]`, and the CLI of
+//! the API (`sluice release|promote|abort|pause|resume|retry|get|watch`), which also runs as the
+//! kubectl plugin `kubectl-sluice`: nothing here depends on the program's name.
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -36,6 +39,8 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
+    #[command(flatten)]
+    Api(sluice::cli::ApiCommand),
 }
 
 #[derive(clap::Args)]
@@ -55,9 +60,10 @@ struct ApiArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Api(command) => return Ok(sluice::cli::run(command).await),
         Command::Crd => print!("{}", sluice::crd::crd_yaml()?),
         Command::Openapi => println!("{}", sluice::api::openapi_document().to_pretty_json()?),
         Command::Controller {
@@ -96,7 +102,7 @@ async fn main() -> anyhow::Result<()> {
             sluice::run(client, config, listener, Some(api), shutdown_signal()).await?;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {
