@@ -441,7 +441,8 @@ fn derived_key(sent: &Sent, status: &RolloutStatus) -> String {
         status.candidate_revision.as_deref().unwrap_or_default(),
         status.rolled_back_revision.as_deref().unwrap_or_default(),
     );
-    let digest = super::auth::token_hash(&format!("{}|{}|{release}", sent.verb.as_str(), sent.body));
+    let digest =
+        super::auth::token_hash(&format!("{}|{}|{release}", sent.verb.as_str(), sent.body));
     digest[..16].to_string()
 }
 

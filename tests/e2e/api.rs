@@ -37,7 +37,7 @@ fn tokens() -> String {
 }
 
 /// A client of the API under test.
-struct Client {
+pub struct Client {
     base: String,
     http: reqwest::Client,
 }
@@ -48,6 +48,10 @@ impl Client {
             base,
             http: reqwest::Client::new(),
         }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
     }
 
     fn rollout_path(action: &str) -> String {
@@ -160,7 +164,7 @@ impl Client {
     }
 }
 
-async fn env_with_api(overrides: Value) -> (Env, Client, String) {
+pub async fn env_with_api(overrides: Value) -> (Env, Client, String) {
     let mut env = Env::start(Setup::default()).await;
     env.create_rollout(APP, overrides).await;
     let base = env

@@ -8,6 +8,7 @@
 
 mod api;
 mod blue_green;
+mod cli;
 mod harness;
 mod history;
 mod lifecycle;
