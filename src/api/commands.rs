@@ -44,8 +44,8 @@ type RolloutPath = Path<(String, String)>;
     path = "/api/v1/namespaces/{namespace}/rollouts/{name}/release",
     tag = "commands",
     params(
-        ("namespace" = String, Path, description = "The Rollout's namespace"),
-        ("name" = String, Path, description = "The Rollout's name"),
+        ("namespace" = String, Path, description = "The Rollout's namespace", example = "erp-system"),
+        ("name" = String, Path, description = "The Rollout's name", example = "reporting"),
     ),
     request_body = ReleaseRequest,
     responses(
@@ -196,8 +196,8 @@ macro_rules! command_endpoint {
             path = $path,
             tag = "commands",
             params(
-                ("namespace" = String, Path, description = "The Rollout's namespace"),
-                ("name" = String, Path, description = "The Rollout's name"),
+                ("namespace" = String, Path, description = "The Rollout's namespace", example = "erp-system"),
+                ("name" = String, Path, description = "The Rollout's name", example = "reporting"),
                 ("Idempotency-Key" = Option<String>, Header, description = "The same key is one command, however often it is sent (letters, digits and `._:-`, at most 128)"),
             ),
             request_body(content = Option<$body>, description = "Optional: an empty body means the defaults"),

@@ -27,8 +27,8 @@ const POLL: Duration = Duration::from_millis(100);
     path = "/api/v1/namespaces/{namespace}/rollouts/{name}/events",
     tag = "rollouts",
     params(
-        ("namespace" = String, Path, description = "The Rollout's namespace"),
-        ("name" = String, Path, description = "The Rollout's name"),
+        ("namespace" = String, Path, description = "The Rollout's namespace", example = "erp-system"),
+        ("name" = String, Path, description = "The Rollout's name", example = "reporting"),
         ("Last-Event-ID" = Option<u64>, Header, description = "Resume after this transition"),
     ),
     responses(

@@ -69,8 +69,8 @@ pub async fn list_rollouts(
     path = "/api/v1/namespaces/{namespace}/rollouts/{name}",
     tag = "rollouts",
     params(
-        ("namespace" = String, Path, description = "The Rollout's namespace"),
-        ("name" = String, Path, description = "The Rollout's name"),
+        ("namespace" = String, Path, description = "The Rollout's namespace", example = "erp-system"),
+        ("name" = String, Path, description = "The Rollout's name", example = "reporting"),
     ),
     responses(
         (status = 200, description = "The Rollout", body = RolloutDetail),

@@ -137,6 +137,7 @@ pub struct TransitionView {
 pub struct ReleaseRequest {
     /// `[registry/]repository[:tag][@sha256:digest]`, with a tag or a digest.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(example = "erp/reporting:1.0.1")]
     pub image: Option<String>,
     /// Container name to image reference.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -647,3 +647,57 @@ async fn tokens_are_scoped_and_every_refusal_changes_nothing() {
     })
     .await;
 }
+
+/// A tool the test suite installs into target/py (scripts/ensure-python-tools).
+fn python_tool(name: &str) -> std::path::PathBuf {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("target/py/bin")
+        .join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run scripts/ensure-deps",
+        path.display()
+    );
+    path
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_keeps_to_its_openapi_document_under_generated_requests() {
+    bounded(async {
+        let (env, api, _) = env_with_api(json!({})).await;
+        let (code, doc) = api.get("/api/v1/openapi.json", READER).await;
+        assert_eq!(code, 200);
+        assert_eq!(doc["openapi"], "3.1.0");
+        let file = std::env::temp_dir().join(format!("sluice-openapi-{}.json", std::process::id()));
+        std::fs::write(&file, doc.to_string()).expect("written");
+        let validator = python_tool("openapi-spec-validator");
+        let checked = tokio::task::spawn_blocking(move || std::process::Command::new(validator).arg(&file).output())
+            .await
+            .expect("joined")
+            .expect("the validator runs");
+        let said = String::from_utf8_lossy(&checked.stdout).to_string() + &String::from_utf8_lossy(&checked.stderr);
+        assert!(checked.status.success(), "a valid OpenAPI 3.1 document: {said}");
+
+        // Generated requests, valid and not, against the live controller: no 5xx, and every
+        // answer as the document says (status, content type, schema).
+        let schemathesis = python_tool("schemathesis");
+        let url = format!("{}/api/v1/openapi.json", api.base());
+        let ran = tokio::task::spawn_blocking(move || {
+            std::process::Command::new(schemathesis)
+                .args(["run", &url, "--header", &format!("Authorization: Bearer {CI}")])
+                .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,response_headers_conformance"])
+                .args(["--exclude-path-regex", "/events$"])
+                .args(["--max-examples", "40", "--seed", "7", "--workers", "2"])
+                .env("NO_COLOR", "1")
+                .output()
+        })
+        .await
+        .expect("joined")
+        .expect("schemathesis runs");
+        let report = String::from_utf8_lossy(&ran.stdout).to_string() + &String::from_utf8_lossy(&ran.stderr);
+        println!("{report}");
+        assert!(ran.status.success(), "schemathesis found a contradiction:\n{report}");
+        env.finish().await;
+    })
+    .await;
+}
