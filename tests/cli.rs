@@ -554,8 +554,8 @@ fn watch_a_promotion_exits_0_with_one_line_per_transition() {
     assert_eq!(code(&output), 0, "{}", stderr(&output));
     let expected = "\
 shop/web: following revision cand (stable stab, phase Progressing)
-12:00:11  Progressing  step 1/4  weight 25%  error-rate 0.2 <= 1% pass, latency-p99 57 <= 500ms pass
-12:00:13  Progressing  step 2/4  weight 50%  error-rate 0.2 <= 1% pass, latency-p99 57 <= 500ms pass
+12:00:11  Progressing  step 1/4  weight 25%  error-rate 0.2 (bound <= 1%): pass, latency-p99 57 (bound <= 500ms): pass
+12:00:13  Progressing  step 2/4  weight 50%  error-rate 0.2 (bound <= 1%): pass, latency-p99 57 (bound <= 500ms): pass
 12:00:14  Succeeded    Succeeded: cand
 shop/web: revision cand is stable
 ";

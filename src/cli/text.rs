@@ -29,10 +29,10 @@ pub fn value_text(value: Option<f64>) -> String {
     value.map_or_else(|| NONE.to_string(), format_number)
 }
 
-/// `error-rate 0.2 <= 1% pass`.
+/// `error-rate 0.2 (bound <= 1%): pass`.
 pub fn check_text(check: &Check) -> String {
     format!(
-        "{} {} {} {}",
+        "{} {} (bound {}): {}",
         check.metric,
         value_text(check.value),
         check.bound,
@@ -40,7 +40,7 @@ pub fn check_text(check: &Check) -> String {
     )
 }
 
-/// `error-rate 0.2 <= 1% pass, latency-p99 57 <= 500ms pass`.
+/// `error-rate 0.2 (bound <= 1%): pass, latency-p99 57 (bound <= 500ms): pass`.
 pub fn checks_text(checks: &[Check]) -> String {
     checks.iter().map(check_text).collect::<Vec<_>>().join(", ")
 }
@@ -102,8 +102,8 @@ mod tests {
         ];
         assert_eq!(
             checks_text(&checks),
-            "error-rate 0.2 <= 1% pass, latency-p99 57 <= 500ms pass, \
-             saturation - <= 80% inconclusive"
+            "error-rate 0.2 (bound <= 1%): pass, latency-p99 57 (bound <= 500ms): pass, \
+             saturation - (bound <= 80%): inconclusive"
         );
     }
 }

@@ -12,7 +12,7 @@ use crate::cli::text::{NONE, checks_text, clock, or_none, step_text, value_text,
 /// Cells in the progress bar.
 const BAR_WIDTH: usize = 10;
 
-/// `12:00:10  Progressing  step 2/4  weight 50%  error-rate 0.2 <= 1% pass, ...`: the check
+/// `12:00:10  Progressing  step 2/4  weight 50%  error-rate 0.2 (bound <= 1%): pass, ...`: the check
 /// when there is one, the message when there is none or the release has ended.
 pub fn plain_line(transition: &TransitionView, step_count: u32) -> String {
     let mut parts = vec![clock(transition.time), format!("{:<11}", transition.phase)];

@@ -11,7 +11,7 @@ fn a_step_is_one_plain_line() {
     assert_eq!(
         plain_line(&step(10, 2, 50), 4),
         "12:00:10  Progressing  step 2/4  weight 50%  \
-         error-rate 0.2 <= 1% pass, latency-p99 57 <= 500ms pass"
+         error-rate 0.2 (bound <= 1%): pass, latency-p99 57 (bound <= 500ms): pass"
     );
 }
 
@@ -37,7 +37,7 @@ fn the_end_of_a_release_shows_its_message() {
     };
     assert_eq!(
         plain_line(&rolled_back, 4),
-        "12:00:31  RolledBack   error-rate 23.5 <= 1% fail  rolled back cand"
+        "12:00:31  RolledBack   error-rate 23.5 (bound <= 1%): fail  rolled back cand"
     );
 }
 
