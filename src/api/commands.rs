@@ -455,3 +455,206 @@ fn action_of(verb: CommandVerb) -> Action {
         CommandVerb::Retry => Action::Retry,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn rollout(annotations: serde_json::Value, status: serde_json::Value) -> Rollout {
+        serde_json::from_value(json!({
+            "apiVersion": "sluice.dev/v1alpha1",
+            "kind": "Rollout",
+            "metadata": {"name": "reporting", "namespace": "erp-system", "annotations": annotations},
+            "spec": {
+                "targetRef": {"name": "reporting"},
+                "service": {"name": "reporting-service", "port": 80},
+                "strategy": {"canary": {"ingressRef": {"name": "erp-ingress"}, "steps": [20, 50]}},
+            },
+            "status": status,
+        }))
+        .expect("a Rollout")
+    }
+
+    fn stepping() -> serde_json::Value {
+        json!({"phase": "Progressing", "stage": "stepping", "step": 1, "candidateRevision": "c1"})
+    }
+
+    fn verdict(admission: Admission) -> Result<bool, (&'static str, StatusCode)> {
+        match admission {
+            Admission::Write => Ok(false),
+            Admission::Duplicate => Ok(true),
+            Admission::Refused(err) => Err((err.code, err.status)),
+        }
+    }
+
+    fn admit(
+        r: &Rollout,
+        verb: CommandVerb,
+        nonce: &str,
+    ) -> Result<bool, (&'static str, StatusCode)> {
+        let status = r.status.clone().unwrap_or_default();
+        verdict(admission(r, &status, verb, nonce))
+    }
+
+    #[test]
+    fn a_new_command_is_written_and_the_same_one_again_is_a_duplicate() {
+        let fresh = rollout(json!({}), stepping());
+        assert_eq!(
+            admit(&fresh, CommandVerb::Promote, "promote@api-k1"),
+            Ok(false)
+        );
+        let pending = rollout(
+            json!({"sluice.dev/command": "promote", "sluice.dev/command-nonce": "promote@api-k1"}),
+            stepping(),
+        );
+        assert_eq!(
+            admit(&pending, CommandVerb::Promote, "promote@api-k1"),
+            Ok(true),
+            "still pending"
+        );
+        let mut applied = stepping();
+        applied["lastCommand"] = json!("promote@api-k1");
+        let applied = rollout(json!({}), applied);
+        assert_eq!(
+            admit(&applied, CommandVerb::Promote, "promote@api-k1"),
+            Ok(true),
+            "applied"
+        );
+        assert_eq!(
+            admit(&applied, CommandVerb::Promote, "promote@api-k2"),
+            Ok(false),
+            "a new key"
+        );
+    }
+
+    #[test]
+    fn a_waiting_command_holds_back_all_but_an_abort() {
+        let waiting = rollout(
+            json!({"sluice.dev/command": "promote", "sluice.dev/command-nonce": "promote@api-k1"}),
+            stepping(),
+        );
+        assert_eq!(
+            admit(&waiting, CommandVerb::Pause, "pause@api-k2"),
+            Err(("command_pending", StatusCode::CONFLICT))
+        );
+        assert_eq!(
+            admit(&waiting, CommandVerb::Abort, "abort@api-k3"),
+            Ok(false),
+            "abort goes through"
+        );
+        let unstamped = rollout(json!({"sluice.dev/command": "pause"}), stepping());
+        assert_eq!(
+            admit(&unstamped, CommandVerb::Promote, "promote@api-k4"),
+            Err(("command_pending", StatusCode::CONFLICT))
+        );
+        let consumed = rollout(
+            json!({"sluice.dev/command": "promote", "sluice.dev/command-nonce": "promote@api-k1"}),
+            {
+                let mut s = stepping();
+                s["lastCommand"] = json!("promote@api-k1");
+                s
+            },
+        );
+        assert_eq!(
+            admit(&consumed, CommandVerb::Pause, "pause@api-k2"),
+            Ok(false),
+            "only leftovers"
+        );
+    }
+
+    #[test]
+    fn a_command_that_cannot_act_now_is_refused() {
+        let steady = rollout(json!({}), json!({"phase": "Ready", "stage": "steady"}));
+        for verb in [
+            CommandVerb::Promote,
+            CommandVerb::Abort,
+            CommandVerb::Pause,
+            CommandVerb::Resume,
+            CommandVerb::Retry,
+        ] {
+            assert_eq!(
+                admit(&steady, verb, &format!("{}@api-x", verb.as_str())),
+                Err(("not_applicable", StatusCode::CONFLICT)),
+                "{verb:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn idempotency_keys_are_checked() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(idempotency_key(&headers), Ok(None));
+        headers.insert(
+            "idempotency-key",
+            "run-42.attempt_1:x".parse().expect("a header"),
+        );
+        assert_eq!(
+            idempotency_key(&headers),
+            Ok(Some("run-42.attempt_1:x".into()))
+        );
+        for bad in ["a b", "x/y", ""] {
+            headers.insert("idempotency-key", bad.parse().expect("a header"));
+            assert_eq!(
+                idempotency_key(&headers).map_err(|e| e.code),
+                Err("invalid_idempotency_key"),
+                "{bad:?}"
+            );
+        }
+        headers.insert(
+            "idempotency-key",
+            "k".repeat(MAX_KEY + 1).parse().expect("a header"),
+        );
+        assert!(idempotency_key(&headers).is_err());
+        headers.insert(
+            "idempotency-key",
+            "k".repeat(MAX_KEY).parse().expect("a header"),
+        );
+        assert!(idempotency_key(&headers).is_ok());
+    }
+
+    #[test]
+    fn the_derived_key_is_the_request_and_its_release() {
+        let sent = |verb, body: &str| Sent {
+            verb,
+            reason: None,
+            body: body.into(),
+        };
+        let status: RolloutStatus = serde_json::from_value(stepping()).expect("a status");
+        let key = derived_key(&sent(CommandVerb::Pause, "{}"), &status);
+        assert_eq!(key.len(), 16);
+        assert_eq!(
+            key,
+            derived_key(&sent(CommandVerb::Pause, "{}"), &status),
+            "stable"
+        );
+        assert_ne!(
+            key,
+            derived_key(&sent(CommandVerb::Resume, "{}"), &status),
+            "the verb"
+        );
+        assert_ne!(
+            key,
+            derived_key(&sent(CommandVerb::Pause, "{\"x\":1}"), &status),
+            "the body"
+        );
+        let mut next = status.clone();
+        next.candidate_revision = Some("c2".into());
+        assert_ne!(
+            key,
+            derived_key(&sent(CommandVerb::Pause, "{}"), &next),
+            "the release"
+        );
+    }
+
+    #[test]
+    fn each_verb_needs_its_own_action() {
+        assert_eq!(action_of(CommandVerb::Promote), Action::Promote);
+        assert_eq!(action_of(CommandVerb::PromoteFull), Action::Promote);
+        assert_eq!(action_of(CommandVerb::Abort), Action::Abort);
+        assert_eq!(action_of(CommandVerb::Pause), Action::Pause);
+        assert_eq!(action_of(CommandVerb::Resume), Action::Resume);
+        assert_eq!(action_of(CommandVerb::Retry), Action::Retry);
+    }
+}
