@@ -112,15 +112,13 @@ pub async fn release(
         changed,
         images: images_of(&wanted),
     };
+    // The stable images are released already: nothing to do, even while another revision is in
+    // flight (giving that up is an abort, said as one).
+    if status.stable_revision.as_deref() == Some(revision.as_str()) {
+        return Ok((StatusCode::OK, Json(accepted(false))));
+    }
     if wanted == current {
-        let stable = status.stable_revision.as_deref() == Some(revision.as_str())
-            && status.candidate_revision.is_none();
-        let code = if stable {
-            StatusCode::OK
-        } else {
-            StatusCode::ACCEPTED
-        };
-        return Ok((code, Json(accepted(false))));
+        return Ok((StatusCode::ACCEPTED, Json(accepted(false))));
     }
     set_images(&state, &target, &current, &wanted).await?;
     tracing::info!(
