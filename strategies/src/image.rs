@@ -172,6 +172,12 @@ mod tests {
         }
         let long_tag = format!("x:{}", "t".repeat(129));
         assert!(validate_reference(&long_tag).is_err());
+        let longest = format!("{}:1", "a".repeat(255));
+        assert_eq!(
+            validate_reference(&longest),
+            Ok(()),
+            "255 characters are allowed"
+        );
         let long_name = format!("{}:1", "a".repeat(256));
         assert!(matches!(
             validate_reference(&long_name),

@@ -209,6 +209,15 @@ async fn ci_releases_through_the_api_and_follows_every_transition_in_order() {
             (202, &json!(false)),
             "in flight: {again}"
         );
+        let (code, stable) = api
+            .post("release", CI, json!({"image": "erp/reporting:1.0.0"}))
+            .await;
+        assert_eq!((code, &stable["changed"]), (200, &json!(false)), "{stable}");
+        assert_eq!(
+            env.target_revision().await,
+            v2,
+            "the release in flight goes on"
+        );
 
         let is_end = |t: &Value| t["revision"] == json!(v2) && t["phase"] == "Succeeded";
         let events = api.events_until(None, secs(60), is_end).await;

@@ -66,6 +66,8 @@ mod tests {
             ] {
                 let refusal = command_refusal(&quiet, verb).expect("refused");
                 assert!(refusal.contains("no release"), "{refusal}");
+                let stage = format!("{:?}", quiet.stage.expect("a stage"));
+                assert!(refusal.ends_with(&format!(", stage {stage})")), "{refusal}");
             }
         }
     }

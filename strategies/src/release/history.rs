@@ -196,4 +196,45 @@ mod tests {
         assert_eq!(next.history[0].revision.as_deref(), Some("c1"));
         assert_eq!(next.history[0].phase, Phase::RolledBack);
     }
+
+    #[test]
+    fn a_check_already_recorded_is_not_recorded_again() {
+        let mut prev = stepping(1, 20);
+        prev.last_check_at = Some(at(10));
+        let mut next = prev.clone();
+        record_history(&prev, &mut next, at(12));
+        assert!(next.history.is_empty(), "the same check, nothing moved");
+    }
+
+    #[test]
+    fn a_history_over_its_bounds_is_cut_to_each_releases_first_and_latest() {
+        let transition = |seq: u64, release: u32| Transition {
+            seq,
+            release,
+            time: at(seq as i64),
+            phase: Phase::Progressing,
+            stage: None,
+            step: None,
+            weight: None,
+            revision: None,
+            checks: Vec::new(),
+            message: None,
+        };
+        // As a status from a version with other bounds might hold it: 40 and 36 transitions.
+        let mut history: Vec<Transition> = (1..=40)
+            .map(|seq| transition(seq, 1))
+            .chain((41..=76).map(|seq| transition(seq, 2)))
+            .collect();
+        bound(&mut history, 2);
+        for (release, first, last) in [(1, 1, 40), (2, 41, 76)] {
+            let seqs: Vec<u64> = history
+                .iter()
+                .filter(|t| t.release == release)
+                .map(|t| t.seq)
+                .collect();
+            assert_eq!(seqs.len(), TRANSITIONS_PER_RELEASE, "release {release}");
+            assert_eq!((seqs[0], seqs[seqs.len() - 1]), (first, last));
+            assert_eq!(seqs[1], last + 1 - (TRANSITIONS_PER_RELEASE as u64 - 1));
+        }
+    }
 }
