@@ -342,8 +342,9 @@ impl RateLimiter {
             *level -= 1.0;
             return Ok(());
         }
-        let wait = ((1.0 - *level) / self.per_second).ceil().max(1.0);
-        Err(ApiError::rate_limited(wait as u64))
+        // At least one request a second refills: the next one is there within a second, the
+        // smallest wait Retry-After can say.
+        Err(ApiError::rate_limited(1))
     }
 }
 
