@@ -369,9 +369,23 @@ async fn patch_label_annotate_and_scale() {
             "deployment.apps/reporting condition met",
         )
         .await;
-    let ready = cluster.deployment().await;
+    // Available comes before the end of the rolling update the template patch above started: a
+    // surge pod of the old template can still be ready then, as on a real cluster.
+    let mut ready = cluster.deployment().await;
+    for _ in 0..100 {
+        if ready["status"]["readyReplicas"] == 3 && ready["status"]["updatedReplicas"] == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        ready = cluster.deployment().await;
+    }
     assert_eq!(ready["spec"]["replicas"], 3, "{ready:#}");
     assert_eq!(ready["status"]["readyReplicas"], 3, "{:#}", ready["status"]);
+    assert_eq!(
+        ready["status"]["updatedReplicas"], 3,
+        "{:#}",
+        ready["status"]
+    );
 
     cluster.stop().await;
 }
