@@ -601,7 +601,8 @@ fn watch_a_release_that_never_ends_times_out_with_exit_2() {
     let output = sluice(&server, &["watch", "shop/slow", "--timeout", "2s"]);
     assert_eq!(code(&output), 2, "{}", stderr(&output));
     assert!(started.elapsed() >= Duration::from_secs(2));
-    assert!(started.elapsed() < Duration::from_secs(10));
+    // A generous bound: it says the timeout ended the watch, not how fast.
+    assert!(started.elapsed() < Duration::from_secs(30));
     assert!(
         stdout(&output).contains("shop/slow: timed out after 2s waiting for revision cand"),
         "{}",
