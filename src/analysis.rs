@@ -29,6 +29,7 @@ pub struct Analyst {
     url: String,
     /// The bound on each query, on our side and on Prometheus'.
     timeout: Duration,
+    metrics: Option<std::sync::Arc<crate::metrics::Metrics>>,
 }
 
 impl fmt::Debug for Analyst {
@@ -84,7 +85,16 @@ impl Analyst {
             client,
             url,
             timeout,
+            metrics: None,
         })
+    }
+
+    /// Each query's duration and failure counted in `metrics`.
+    pub fn observed_by(self, metrics: std::sync::Arc<crate::metrics::Metrics>) -> Analyst {
+        Analyst {
+            metrics: Some(metrics),
+            ..self
+        }
     }
 
     /// The base URL queries go to, as messages name it.
@@ -145,11 +155,15 @@ impl Analyst {
         let timeout_ms = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
         // POST: custom queries can be long, and a form body has no URL length limit on the way.
         let sent = self.client.query(&query).timeout(timeout_ms).post();
+        let started = std::time::Instant::now();
         let reading = match tokio::time::timeout(self.timeout, sent).await {
             Err(_elapsed) => Reading::Failed(self.timed_out(what)),
             Ok(Err(e)) => Reading::Failed(self.describe(what, &e)),
             Ok(Ok(result)) => reading_of(what, result.data()),
         };
+        if let Some(metrics) = &self.metrics {
+            metrics.observe_query(started.elapsed(), matches!(reading, Reading::Failed(_)));
+        }
         tracing::debug!(metric = what, ?reading, "Prometheus answered");
         reading
     }

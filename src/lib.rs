@@ -8,6 +8,7 @@ pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod error;
+pub mod metrics;
 pub mod server;
 pub mod telemetry;
 

@@ -1,4 +1,4 @@
-//! The controller's health endpoints, served on a listener the test owns.
+//! The controller's health and metrics endpoints, served on a listener the test owns.
 
 use std::time::Duration;
 
@@ -10,7 +10,8 @@ async fn healthz_answers_at_once_and_readyz_once_the_caches_synced() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     let ready = Readiness::default();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, ready.clone(), async move {
+    let metrics = std::sync::Arc::new(sluice::metrics::Metrics::new());
+    let server = tokio::spawn(serve(listener, ready.clone(), metrics, async move {
         let _ = stopped.await;
     }));
     let http = reqwest::Client::builder()
@@ -36,6 +37,15 @@ async fn healthz_answers_at_once_and_readyz_once_the_caches_synced() {
     );
     ready.set_ready();
     assert_eq!(status("/readyz").await, 200);
+    let exposition = http
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(exposition.contains("sluice_build_info"), "{exposition}");
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(5), server)
         .await

@@ -189,8 +189,32 @@ pub fn router(state: ApiState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .fallback(|uri: Uri| async move { ApiError::route_not_found(uri.path()).into_response() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
         .layer(DefaultBodyLimit::max(body::MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            measured,
+        ))
         .with_state(state);
     (router, doc)
+}
+
+/// Counts and times each request by its route template (`sluice_api_requests_total`).
+async fn measured(
+    State(state): State<ApiState>,
+    matched: Option<axum::extract::MatchedPath>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = request.method().to_string();
+    // The template, never the path as sent: the label stays bounded.
+    let route = matched.map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let code = response.status().as_u16();
+    state
+        .context
+        .metrics
+        .observe_api(&method, &route, code, started.elapsed());
+    response
 }
 
 /// The OpenAPI document alone (`sluice openapi`).

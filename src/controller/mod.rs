@@ -63,6 +63,7 @@ pub struct Context {
     pub recorder: Recorder,
     /// Our latest write to each Rollout, so that no reconcile decides from a cache behind it.
     pub own_writes: own_writes::OwnWrites,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Context {
@@ -126,7 +127,9 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
     let presets = Presets::embedded()?;
-    let analyst = Analyst::new(&config.prometheus_url, config.query_timeout)?;
+    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let analyst =
+        Analyst::new(&config.prometheus_url, config.query_timeout)?.observed_by(metrics.clone());
     let (deployments, deployments_writer) = reflector::store();
     let (services, services_writer) = reflector::store();
     let (ingresses, ingresses_writer) = reflector::store();
@@ -186,6 +189,7 @@ pub async fn run(
             },
         ),
         own_writes: own_writes::OwnWrites::default(),
+        metrics: metrics.clone(),
     });
     let stores_ready = ready.clone();
     tokio::spawn(async move {
@@ -200,7 +204,7 @@ pub async fn run(
         }
     });
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::serve(listener, ready, async move {
+    let server = tokio::spawn(crate::server::serve(listener, ready, metrics, async move {
         let _ = server_stopped.await;
     }));
     let (api_stop, api_stopping) = tokio::sync::watch::channel(false);
@@ -269,7 +273,8 @@ pub async fn run(
     Ok(())
 }
 
-fn error_policy(rollout: Arc<Rollout>, error: &Error, _ctx: Arc<Context>) -> Action {
+fn error_policy(rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
+    ctx.metrics.count_error(error.metric_label());
     // A conflict means our view was stale: look again at once. Anything else backs off a little.
     let retry = if error.is_conflict() {
         Duration::from_millis(200)

@@ -36,7 +36,9 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
     let namespace = rollout.namespace().unwrap_or_default();
     let name = rollout.name_any();
     let span = tracing::info_span!("reconcile", rollout = %format!("{namespace}/{name}"));
-    async move {
+    let started = std::time::Instant::now();
+    let metrics = ctx.metrics.clone();
+    let outcome = async move {
         if namespace.is_empty() {
             return Err(Error::Unnamed { namespace, name });
         }
@@ -66,7 +68,9 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
         release(&ctx, &rollout, &namespace).await
     }
     .instrument(span)
-    .await
+    .await;
+    metrics.observe_reconcile(started.elapsed());
+    outcome
 }
 
 fn api(ctx: &Context, namespace: &str) -> Api<Rollout> {
@@ -211,6 +215,8 @@ async fn invalid(
     };
     apply::fall_back(&ctx.client, &writes, &decision).await?;
     publish(ctx, rollout, &notes).await;
+    ctx.metrics
+        .observe_rollout(namespace, &rollout.name_any(), None, &decision.status);
     let heading_to_stable = !decision.remove.is_empty() || decision.service_selector.is_some();
     Ok(Action::requeue(if heading_to_stable {
         Duration::from_secs(1)
@@ -362,6 +368,21 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
     let writes = release::ordered_writes(&decision.desired, &world);
     apply::write(&ctx.client, &target_ref, &writes).await?;
     publish(ctx, rollout, &decision.notes).await;
+    let name = rollout.name_any();
+    let metrics = &ctx.metrics;
+    metrics.observe_rollout(namespace, &name, Some(&plan), &decision.status);
+    let applied = command
+        .as_ref()
+        .filter(|c| status.last_command.as_deref() != Some(c.nonce.as_str()));
+    let check = world.check.as_ref();
+    let done = crate::metrics::Reconciled {
+        check,
+        command: applied,
+        notes: &decision.notes,
+        status: &decision.status,
+        now,
+    };
+    metrics.count_reconcile(namespace, &name, done);
     Ok(Action::requeue(decision.requeue_after))
 }
 
@@ -441,6 +462,7 @@ async fn release_finalizer(
     if let Some(uid) = rollout.uid() {
         ctx.own_writes.forget(&uid);
     }
+    ctx.metrics.forget_rollout(namespace, &rollout.name_any());
     publish(
         ctx,
         rollout,

@@ -85,6 +85,8 @@ pub struct Env {
     pub client: Client,
     prometheus_url: String,
     controller: Option<Running>,
+    /// Where the running controller serves /healthz, /readyz and /metrics.
+    pub probes: Option<std::net::SocketAddr>,
 }
 
 /// How the controller serves its API in a test.
@@ -218,6 +220,7 @@ impl Env {
             client,
             prometheus_url,
             controller: None,
+            probes: None,
         };
         create::<Deployment>(&env.client, NS, fast_deployment(APP)).await;
         create::<Service>(&env.client, NS, fixture("Service", SERVICE)).await;
@@ -308,6 +311,7 @@ impl Env {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a port for the probes");
+        self.probes = listener.local_addr().ok();
         let config = ControllerConfig {
             prometheus_url: prometheus_url.to_string(),
             query_timeout: secs(2),

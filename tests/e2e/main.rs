@@ -12,6 +12,7 @@ mod cli;
 mod harness;
 mod history;
 mod lifecycle;
+mod metrics;
 mod records;
 mod rollback;
 mod shared_ingress;

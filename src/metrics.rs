@@ -1,0 +1,819 @@
+//! sluice's own metrics (DESIGN.md section 4b), served on `/metrics` beside the probes as
+//! OpenMetrics text. Names start with `sluice_`; labels stay bounded (namespace, rollout, metric,
+//! verdict, phase, outcome, verb, source, route, kind): no message, image or revision hash is a
+//! label, except in the one info metric that exists to carry the revisions. A deleted Rollout's
+//! series go with it.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use sluice_strategies::plan::{ReleasePlan, StrategyPlan};
+use sluice_strategies::release::{Command, Note};
+use sluice_strategies::status::{Phase, RolloutStatus};
+use std::sync::atomic::AtomicU64;
+
+type FloatGauge = Gauge<f64, AtomicU64>;
+
+const OUTCOMES: [&str; 4] = ["promoted", "rolled_back", "aborted", "superseded"];
+
+const PHASES: [Phase; 8] = [
+    Phase::Initializing,
+    Phase::Ready,
+    Phase::Progressing,
+    Phase::Paused,
+    Phase::Promoting,
+    Phase::Succeeded,
+    Phase::RolledBack,
+    Phase::Failed,
+];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RolloutLabels {
+    namespace: String,
+    rollout: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PhaseLabels {
+    namespace: String,
+    rollout: String,
+    phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RevisionLabels {
+    namespace: String,
+    rollout: String,
+    stable_slot: String,
+    stable_revision: String,
+    candidate_revision: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct MetricLabels {
+    namespace: String,
+    rollout: String,
+    metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CheckLabels {
+    namespace: String,
+    rollout: String,
+    metric: String,
+    verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    namespace: String,
+    rollout: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CommandLabels {
+    namespace: String,
+    rollout: String,
+    verb: String,
+    source: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabels {
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RouteLabels {
+    method: String,
+    route: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: String,
+}
+
+fn seconds_buckets() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+fn release_buckets() -> Histogram {
+    // 5 s to about 3 h.
+    Histogram::new(exponential_buckets(5.0, 2.0, 12))
+}
+
+/// Every metric sluice exports, and the registry that encodes them.
+pub struct Metrics {
+    registry: Registry,
+    phase: Family<PhaseLabels, Gauge>,
+    weight: Family<RolloutLabels, Gauge>,
+    step: Family<RolloutLabels, Gauge>,
+    step_count: Family<RolloutLabels, Gauge>,
+    revisions: Family<RevisionLabels, Gauge>,
+    analysis_value: Family<MetricLabels, FloatGauge>,
+    analysis_max: Family<MetricLabels, FloatGauge>,
+    analysis_min: Family<MetricLabels, FloatGauge>,
+    checks: Family<CheckLabels, Counter>,
+    releases: Family<OutcomeLabels, Counter>,
+    commands: Family<CommandLabels, Counter>,
+    release_duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
+    reconcile_duration: Histogram,
+    reconcile_errors: Family<KindLabels, Counter>,
+    query_duration: Histogram,
+    query_failures: Counter,
+    api_requests: Family<RouteLabels, Counter>,
+    api_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    /// The label sets each Rollout has, so that a deleted one leaves none behind.
+    known: Mutex<Vec<Known>>,
+}
+
+/// What a Rollout's series are labelled with beyond its name.
+struct Known {
+    rollout: RolloutLabels,
+    revisions: Option<RevisionLabels>,
+    metrics: Vec<String>,
+}
+
+/// What one reconcile did, as far as the counters go.
+pub struct Reconciled<'a> {
+    /// The check it ran.
+    pub check: Option<&'a sluice_strategies::CheckOutcome>,
+    /// The command it applied.
+    pub command: Option<&'a Command>,
+    /// The Events the core asked for.
+    pub notes: &'a [Note],
+    /// The status it wrote.
+    pub status: &'a RolloutStatus,
+    pub now: chrono::DateTime<chrono::Utc>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::default();
+        let metrics = Metrics {
+            phase: Family::default(),
+            weight: Family::default(),
+            step: Family::default(),
+            step_count: Family::default(),
+            revisions: Family::default(),
+            analysis_value: Family::default(),
+            analysis_max: Family::default(),
+            analysis_min: Family::default(),
+            checks: Family::default(),
+            releases: Family::default(),
+            commands: Family::default(),
+            release_duration: Family::new_with_constructor(release_buckets),
+            reconcile_duration: seconds_buckets(),
+            reconcile_errors: Family::default(),
+            query_duration: seconds_buckets(),
+            query_failures: Counter::default(),
+            api_requests: Family::default(),
+            api_duration: Family::new_with_constructor(seconds_buckets),
+            known: Mutex::new(Vec::new()),
+            registry: Registry::default(),
+        };
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION").into(),
+            })
+            .set(1);
+        registry.register("sluice_build_info", "The running build (always 1)", build);
+        registry.register(
+            "sluice_rollout_phase",
+            "1 for the phase each Rollout is in, 0 for the others",
+            metrics.phase.clone(),
+        );
+        registry.register(
+            "sluice_rollout_canary_weight_percent",
+            "The traffic percent the candidate receives (canary)",
+            metrics.weight.clone(),
+        );
+        registry.register(
+            "sluice_rollout_step",
+            "The current step, from 1 (0 outside a release)",
+            metrics.step.clone(),
+        );
+        registry.register(
+            "sluice_rollout_steps",
+            "The steps of the canary strategy (0 for blue/green)",
+            metrics.step_count.clone(),
+        );
+        registry.register(
+            "sluice_rollout_revision_info",
+            "The stable slot and the stable and candidate revisions (always 1)",
+            metrics.revisions.clone(),
+        );
+        registry.register(
+            "sluice_analysis_value",
+            "The latest value of each analysis metric",
+            metrics.analysis_value.clone(),
+        );
+        registry.register(
+            "sluice_analysis_max",
+            "The bound each analysis metric must stay at or below",
+            metrics.analysis_max.clone(),
+        );
+        registry.register(
+            "sluice_analysis_min",
+            "The bound each analysis metric must stay at or above",
+            metrics.analysis_min.clone(),
+        );
+        registry.register(
+            "sluice_analysis_checks",
+            "Analysis checks, by metric and verdict",
+            metrics.checks.clone(),
+        );
+        registry.register(
+            "sluice_releases",
+            "Releases ended, by outcome (promoted, rolled_back, aborted, superseded)",
+            metrics.releases.clone(),
+        );
+        registry.register(
+            "sluice_commands",
+            "Commands applied, by verb and source (annotation, api)",
+            metrics.commands.clone(),
+        );
+        registry.register(
+            "sluice_release_duration_seconds",
+            "From a release's start to its end, by outcome",
+            metrics.release_duration.clone(),
+        );
+        registry.register(
+            "sluice_reconcile_duration_seconds",
+            "How long each reconcile took",
+            metrics.reconcile_duration.clone(),
+        );
+        registry.register(
+            "sluice_reconcile_errors",
+            "Reconciles that failed, by kind",
+            metrics.reconcile_errors.clone(),
+        );
+        registry.register(
+            "sluice_prometheus_query_duration_seconds",
+            "How long each Prometheus query took",
+            metrics.query_duration.clone(),
+        );
+        registry.register(
+            "sluice_prometheus_query_failures",
+            "Prometheus queries that failed or timed out",
+            metrics.query_failures.clone(),
+        );
+        registry.register(
+            "sluice_api_requests",
+            "HTTP API requests, by method, route and status code",
+            metrics.api_requests.clone(),
+        );
+        registry.register(
+            "sluice_api_request_duration_seconds",
+            "How long each HTTP API request took to answer",
+            metrics.api_duration.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// The OpenMetrics text of every metric.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// The same in the Prometheus text format 0.0.4, for scrapers and linters that do not ask
+    /// for OpenMetrics (`curl .../metrics | promtool check metrics`).
+    pub fn encode_prometheus_text(&self) -> String {
+        prometheus_text(&self.encode())
+    }
+
+    /// The gauges of one Rollout, from the status just written.
+    pub fn observe_rollout(
+        &self,
+        namespace: &str,
+        name: &str,
+        plan: Option<&ReleasePlan>,
+        status: &RolloutStatus,
+    ) {
+        let rollout = RolloutLabels {
+            namespace: namespace.into(),
+            rollout: name.into(),
+        };
+        for phase in PHASES {
+            let labels = phase_labels(&rollout, phase);
+            self.phase
+                .get_or_create(&labels)
+                .set(i64::from(status.phase == phase));
+        }
+        self.weight
+            .get_or_create(&rollout)
+            .set(i64::from(status.canary_weight.unwrap_or(0)));
+        self.step
+            .get_or_create(&rollout)
+            .set(i64::from(status.step.unwrap_or(0)));
+        let steps = match plan.map(|p| &p.strategy) {
+            Some(StrategyPlan::Canary(canary)) => canary.steps.len() as i64,
+            _ => 0,
+        };
+        self.step_count.get_or_create(&rollout).set(steps);
+        let revisions = RevisionLabels {
+            namespace: namespace.into(),
+            rollout: name.into(),
+            stable_slot: status
+                .stable_slot
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+            stable_revision: status.stable_revision.clone().unwrap_or_default(),
+            candidate_revision: status.candidate_revision.clone().unwrap_or_default(),
+        };
+        let mut metrics = Vec::new();
+        for result in &status.analysis {
+            let labels = metric_labels(&rollout, &result.name);
+            match result.value.filter(|v| v.is_finite()) {
+                Some(value) => {
+                    self.analysis_value.get_or_create(&labels).set(value);
+                }
+                None => {
+                    self.analysis_value.remove(&labels);
+                }
+            }
+            metrics.push(result.name.clone());
+        }
+        for metric in plan
+            .map(|p| p.analysis.metrics.as_slice())
+            .unwrap_or_default()
+        {
+            let labels = metric_labels(&rollout, &metric.name);
+            if let Some(max) = metric.max {
+                self.analysis_max.get_or_create(&labels).set(max);
+            }
+            if let Some(min) = metric.min {
+                self.analysis_min.get_or_create(&labels).set(min);
+            }
+            metrics.push(metric.name.clone());
+        }
+        metrics.sort();
+        metrics.dedup();
+        let mut known = self.lock_known();
+        if let Some(entry) = known.iter_mut().find(|k| k.rollout == rollout) {
+            if entry.revisions.as_ref() != Some(&revisions)
+                && let Some(old) = entry.revisions.take()
+            {
+                self.revisions.remove(&old);
+            }
+            for gone in entry.metrics.iter().filter(|m| !metrics.contains(m)) {
+                self.forget_metric(&rollout, gone);
+            }
+            entry.revisions = Some(revisions.clone());
+            entry.metrics = metrics;
+        } else {
+            known.push(Known {
+                rollout,
+                revisions: Some(revisions.clone()),
+                metrics,
+            });
+        }
+        self.revisions.get_or_create(&revisions).set(1);
+    }
+
+    /// Counts what one reconcile did: the check it ran, the command it applied, the release it
+    /// ended (from the Events the core asked for).
+    pub fn count_reconcile(&self, namespace: &str, name: &str, done: Reconciled<'_>) {
+        let Reconciled {
+            check,
+            command,
+            notes,
+            status,
+            now,
+        } = done;
+        if let Some(check) = check {
+            for metric in &check.metrics {
+                self.checks
+                    .get_or_create(&CheckLabels {
+                        namespace: namespace.into(),
+                        rollout: name.into(),
+                        metric: metric.name.clone(),
+                        verdict: metric.verdict.to_string(),
+                    })
+                    .inc();
+            }
+        }
+        if let Some(command) = command {
+            self.commands
+                .get_or_create(&CommandLabels {
+                    namespace: namespace.into(),
+                    rollout: name.into(),
+                    verb: command.verb.as_str().into(),
+                    source: command_source(&command.nonce).into(),
+                })
+                .inc();
+        }
+        for outcome in notes.iter().filter_map(|n| outcome_of(n, status)) {
+            let labels = OutcomeLabels {
+                namespace: namespace.into(),
+                rollout: name.into(),
+                outcome: outcome.into(),
+            };
+            self.releases.get_or_create(&labels).inc();
+            if let Some(started) = status.release_started_at {
+                let took = (now - started).to_std().unwrap_or_default();
+                self.release_duration
+                    .get_or_create(&labels)
+                    .observe(took.as_secs_f64());
+            }
+        }
+    }
+
+    /// A Rollout is gone: every series that names it goes too.
+    pub fn forget_rollout(&self, namespace: &str, name: &str) {
+        let rollout = RolloutLabels {
+            namespace: namespace.into(),
+            rollout: name.into(),
+        };
+        for phase in PHASES {
+            self.phase.remove(&phase_labels(&rollout, phase));
+        }
+        self.weight.remove(&rollout);
+        self.step.remove(&rollout);
+        self.step_count.remove(&rollout);
+        let mut known = self.lock_known();
+        let mut metrics = Vec::new();
+        if let Some(at) = known.iter().position(|k| k.rollout == rollout) {
+            let gone = known.remove(at);
+            if let Some(revisions) = gone.revisions {
+                self.revisions.remove(&revisions);
+            }
+            metrics = gone.metrics;
+        }
+        drop(known);
+        for metric in &metrics {
+            self.forget_metric(&rollout, metric);
+            for verdict in ["pass", "fail", "inconclusive", "error"] {
+                self.checks.remove(&CheckLabels {
+                    namespace: namespace.into(),
+                    rollout: name.into(),
+                    metric: metric.clone(),
+                    verdict: verdict.into(),
+                });
+            }
+        }
+        for verb in [
+            "promote",
+            "promote-full",
+            "abort",
+            "pause",
+            "resume",
+            "retry",
+        ] {
+            for source in ["api", "annotation"] {
+                self.commands.remove(&CommandLabels {
+                    namespace: namespace.into(),
+                    rollout: name.into(),
+                    verb: verb.into(),
+                    source: source.into(),
+                });
+            }
+        }
+        for outcome in OUTCOMES {
+            let labels = OutcomeLabels {
+                namespace: namespace.into(),
+                rollout: name.into(),
+                outcome: outcome.into(),
+            };
+            self.releases.remove(&labels);
+            self.release_duration.remove(&labels);
+        }
+    }
+
+    fn forget_metric(&self, rollout: &RolloutLabels, metric: &str) {
+        let labels = metric_labels(rollout, metric);
+        self.analysis_value.remove(&labels);
+        self.analysis_max.remove(&labels);
+        self.analysis_min.remove(&labels);
+    }
+
+    pub fn observe_reconcile(&self, took: Duration) {
+        self.reconcile_duration.observe(took.as_secs_f64());
+    }
+
+    /// A reconcile failed; `kind` is its `Error::metric_label`.
+    pub fn count_error(&self, kind: &str) {
+        self.reconcile_errors
+            .get_or_create(&KindLabels { kind: kind.into() })
+            .inc();
+    }
+
+    pub fn observe_query(&self, took: Duration, failed: bool) {
+        self.query_duration.observe(took.as_secs_f64());
+        if failed {
+            self.query_failures.inc();
+        }
+    }
+
+    /// One API request, by its route template (never the path a caller sent).
+    pub fn observe_api(&self, method: &str, route: &str, code: u16, took: Duration) {
+        let labels = RouteLabels {
+            method: method.into(),
+            route: route.into(),
+            code: code.to_string(),
+        };
+        self.api_requests.get_or_create(&labels).inc();
+        self.api_duration
+            .get_or_create(&labels)
+            .observe(took.as_secs_f64());
+    }
+
+    fn lock_known(&self) -> std::sync::MutexGuard<'_, Vec<Known>> {
+        // Plain label sets behind the lock: a panic while it was held broke no invariant.
+        self.known
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+fn phase_labels(rollout: &RolloutLabels, phase: Phase) -> PhaseLabels {
+    PhaseLabels {
+        namespace: rollout.namespace.clone(),
+        rollout: rollout.rollout.clone(),
+        phase: format!("{phase:?}"),
+    }
+}
+
+fn metric_labels(rollout: &RolloutLabels, metric: &str) -> MetricLabels {
+    MetricLabels {
+        namespace: rollout.namespace.clone(),
+        rollout: rollout.rollout.clone(),
+        metric: metric.into(),
+    }
+}
+
+/// OpenMetrics text as the Prometheus text format 0.0.4 says it: a counter family is named by its
+/// `_total` sample, there is no UNIT and no EOF. Gauges and histograms read the same in both.
+fn prometheus_text(openmetrics: &str) -> String {
+    let counters: Vec<&str> = openmetrics
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.strip_suffix(" counter"))
+        .collect();
+    let mut out = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let renamed = ["# HELP ", "# TYPE "].iter().find_map(|prefix| {
+            let rest = line.strip_prefix(prefix)?;
+            let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+            counters
+                .contains(&name)
+                .then(|| format!("{prefix}{name}_total {tail}"))
+        });
+        out.push_str(renamed.as_deref().unwrap_or(line).trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Where a command came from: the API stamps its nonces `<verb>@api-<key>`.
+fn command_source(nonce: &str) -> &'static str {
+    match nonce.split_once('@') {
+        Some((_, unique)) if unique.starts_with("api-") => "api",
+        _ => "annotation",
+    }
+}
+
+/// The outcome a note announces, if it ends a release.
+fn outcome_of(note: &Note, status: &RolloutStatus) -> Option<&'static str> {
+    match note.reason {
+        "Promoted" => Some("promoted"),
+        "Superseded" => Some("superseded"),
+        "RolledBack" => {
+            let aborted = status
+                .rollback_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("aborted by command"));
+            Some(if aborted { "aborted" } else { "rolled_back" })
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use sluice_strategies::release::CommandVerb;
+    use sluice_strategies::status::{MetricResult, Slot, Stage, Verdict};
+
+    use super::*;
+
+    fn stepping() -> RolloutStatus {
+        RolloutStatus {
+            phase: Phase::Progressing,
+            stage: Some(Stage::Stepping),
+            step: Some(1),
+            canary_weight: Some(20),
+            stable_slot: Some(Slot::Blue),
+            stable_revision: Some("s0".into()),
+            candidate_revision: Some("c1".into()),
+            analysis: vec![MetricResult {
+                name: "error-rate".into(),
+                value: Some(0.25),
+                bound: "<= 1%".into(),
+                verdict: Verdict::Pass,
+                reason: None,
+                time: None,
+            }],
+            ..RolloutStatus::default()
+        }
+    }
+
+    fn lines_naming(text: &str, rollout: &str) -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(&format!("rollout=\"{rollout}\"")))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn a_rollout_shows_its_phase_weight_step_and_revisions_only_in_the_info_metric() {
+        let metrics = Metrics::new();
+        metrics.observe_rollout("erp-system", "reporting", None, &stepping());
+        let text = metrics.encode();
+        assert!(text.contains(
+            "sluice_rollout_phase{namespace=\"erp-system\",rollout=\"reporting\",phase=\"Progressing\"} 1"
+        ), "{text}");
+        assert!(text.contains(
+            "sluice_rollout_phase{namespace=\"erp-system\",rollout=\"reporting\",phase=\"Ready\"} 0"
+        ));
+        assert!(text.contains(
+            "sluice_rollout_canary_weight_percent{namespace=\"erp-system\",rollout=\"reporting\"} 20"
+        ));
+        assert!(text.contains(
+            "sluice_analysis_value{namespace=\"erp-system\",rollout=\"reporting\",metric=\"error-rate\"} 0.25"
+        ));
+        assert!(text.contains("sluice_build_info{version="));
+        for line in lines_naming(&text, "reporting") {
+            if !line.starts_with("sluice_rollout_revision_info") {
+                assert!(
+                    !line.contains("c1") && !line.contains("s0"),
+                    "a hash as a label: {line}"
+                );
+            }
+        }
+        assert!(text.contains("candidate_revision=\"c1\""));
+        assert!(text.ends_with("# EOF\n"), "OpenMetrics text");
+    }
+
+    #[test]
+    fn a_new_candidate_replaces_the_old_info_series() {
+        let metrics = Metrics::new();
+        metrics.observe_rollout("ns", "web", None, &stepping());
+        let mut next = stepping();
+        next.candidate_revision = Some("c2".into());
+        metrics.observe_rollout("ns", "web", None, &next);
+        let text = metrics.encode();
+        assert!(text.contains("candidate_revision=\"c2\""));
+        assert!(!text.contains("candidate_revision=\"c1\""), "{text}");
+    }
+
+    #[test]
+    fn checks_commands_and_outcomes_are_counted() {
+        let metrics = Metrics::new();
+        let check = sluice_strategies::CheckOutcome {
+            verdict: Verdict::Fail,
+            requests: Some(100.0),
+            reason: None,
+            metrics: vec![sluice_strategies::MetricJudgement {
+                name: "error-rate".into(),
+                value: Some(23.0),
+                unit: "percent".into(),
+                bound: "<= 1%".into(),
+                verdict: Verdict::Fail,
+                reason: None,
+            }],
+        };
+        let command = Command {
+            verb: CommandVerb::Abort,
+            nonce: "abort@api-k1".into(),
+            reason: None,
+        };
+        let mut status = stepping();
+        status.release_started_at = Some(Utc::now() - chrono::Duration::seconds(30));
+        status.rollback_reason = Some("c1: aborted by command: p99".into());
+        let notes = [Note {
+            reason: "RolledBack",
+            message: "...".into(),
+            warning: true,
+        }];
+        metrics.count_reconcile(
+            "ns",
+            "web",
+            Reconciled {
+                check: Some(&check),
+                command: Some(&command),
+                notes: &notes,
+                status: &status,
+                now: Utc::now(),
+            },
+        );
+        let text = metrics.encode();
+        assert!(text.contains(
+            "sluice_analysis_checks_total{namespace=\"ns\",rollout=\"web\",metric=\"error-rate\",verdict=\"fail\"} 1"
+        ), "{text}");
+        assert!(text.contains(
+            "sluice_commands_total{namespace=\"ns\",rollout=\"web\",verb=\"abort\",source=\"api\"} 1"
+        ));
+        assert!(text.contains(
+            "sluice_releases_total{namespace=\"ns\",rollout=\"web\",outcome=\"aborted\"} 1"
+        ));
+        assert!(text.contains(
+            "sluice_release_duration_seconds_count{namespace=\"ns\",rollout=\"web\",outcome=\"aborted\"} 1"
+        ));
+        assert_eq!(command_source("promote@41"), "annotation");
+    }
+
+    #[test]
+    fn a_deleted_rollout_leaves_no_series() {
+        let metrics = Metrics::new();
+        metrics.observe_rollout("ns", "web", None, &stepping());
+        metrics.observe_rollout("ns", "other", None, &stepping());
+        let command = Command {
+            verb: CommandVerb::Pause,
+            nonce: "pause@7".into(),
+            reason: None,
+        };
+        let notes = [Note {
+            reason: "Promoted",
+            message: "...".into(),
+            warning: false,
+        }];
+        metrics.count_reconcile(
+            "ns",
+            "web",
+            Reconciled {
+                check: None,
+                command: Some(&command),
+                notes: &notes,
+                status: &stepping(),
+                now: Utc::now(),
+            },
+        );
+        metrics.forget_rollout("ns", "web");
+        let text = metrics.encode();
+        assert!(lines_naming(&text, "web").is_empty(), "{text}");
+        assert!(!lines_naming(&text, "other").is_empty(), "the others stay");
+    }
+
+    #[test]
+    fn the_prometheus_text_names_counters_by_their_total_and_has_no_eof() {
+        let openmetrics = "# HELP sluice_releases Releases ended.\n# TYPE sluice_releases counter\n\
+            sluice_releases_total{outcome=\"promoted\"} 1\n# HELP sluice_rollout_step The step.\n\
+            # TYPE sluice_rollout_step gauge\n# UNIT sluice_rollout_step steps\nsluice_rollout_step 2\n# EOF\n";
+        assert_eq!(
+            prometheus_text(openmetrics),
+            "# HELP sluice_releases_total Releases ended.\n# TYPE sluice_releases_total counter\n\
+             sluice_releases_total{outcome=\"promoted\"} 1\n# HELP sluice_rollout_step The step.\n\
+             # TYPE sluice_rollout_step gauge\nsluice_rollout_step 2\n"
+        );
+    }
+
+    #[test]
+    fn reconciles_queries_and_api_requests_are_measured() {
+        let metrics = Metrics::new();
+        metrics.observe_reconcile(Duration::from_millis(3));
+        metrics.count_error("patch");
+        metrics.observe_query(Duration::from_millis(8), true);
+        metrics.observe_api(
+            "POST",
+            "/api/v1/namespaces/{namespace}/rollouts/{name}/abort",
+            202,
+            Duration::from_millis(2),
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains("sluice_reconcile_errors_total{kind=\"patch\"} 1"),
+            "{text}"
+        );
+        assert!(text.contains("sluice_reconcile_duration_seconds_count 1"));
+        assert!(text.contains("sluice_prometheus_query_failures_total 1"));
+        assert!(text.contains(
+            "sluice_api_requests_total{method=\"POST\",route=\"/api/v1/namespaces/{namespace}/rollouts/{name}/abort\",code=\"202\"} 1"
+        ));
+    }
+}
