@@ -111,6 +111,15 @@ fn record_write(ctx: &Context, rollout: &Rollout) {
     }
 }
 
+/// The Event's action: its reason and a digest of its message. The recorder folds Events of the
+/// same reason and action into one series that keeps the first message: "step 2/2" would be
+/// counted as a repeat of "step 1/2" and its message lost. The digest keeps each message its own
+/// Event, and folds only true repeats.
+fn event_action(note: &Note) -> String {
+    let digest = crate::api::token_hash(&note.message);
+    format!("{}-{}", note.reason, &digest[..8])
+}
+
 async fn publish(ctx: &Context, rollout: &Rollout, notes: &[Note]) {
     let reference = rollout.object_ref(&());
     for note in notes {
@@ -122,7 +131,7 @@ async fn publish(ctx: &Context, rollout: &Rollout, notes: &[Note]) {
             },
             reason: note.reason.into(),
             note: Some(note.message.chars().take(1000).collect()),
-            action: note.reason.into(),
+            action: event_action(note),
             secondary: None,
         };
         // An event that cannot be recorded must not stop a release.
@@ -208,13 +217,14 @@ async fn invalid(
     // The core keeps each condition's transition time while its status holds, so a re-check
     // with the same problems writes nothing.
     write_status(ctx, rollout, namespace, &decision.status).await?;
+    // Announced once recorded, before the writes that may fail (see `release`).
+    publish(ctx, rollout, &notes).await;
     let writes = apply::FallBack {
         namespace,
         service: service.as_deref(),
         owned_ingresses: &owned.ingresses,
     };
     apply::fall_back(&ctx.client, &writes, &decision).await?;
-    publish(ctx, rollout, &notes).await;
     ctx.metrics
         .observe_rollout(namespace, &rollout.name_any(), None, &decision.status);
     let heading_to_stable = !decision.remove.is_empty() || decision.service_selector.is_some();
@@ -332,6 +342,10 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
     }
     let decision = release::reconcile(&plan, &status, &world);
     let written = write_status(ctx, rollout, namespace, &decision.status).await?;
+    // The transitions are recorded now: their Events go out before the world writes, so that a
+    // write failing after them loses none (the next reconcile decides from the new status and
+    // would not announce them again).
+    publish(ctx, rollout, &decision.notes).await;
     if command.is_some() {
         // Recorded in the status just now: the annotations can go; a cache still showing the
         // status write with them is behind this write too.
@@ -367,7 +381,6 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         };
     let writes = release::ordered_writes(&decision.desired, &world);
     apply::write(&ctx.client, &target_ref, &writes).await?;
-    publish(ctx, rollout, &decision.notes).await;
     let name = rollout.name_any();
     let metrics = &ctx.metrics;
     metrics.observe_rollout(namespace, &name, Some(&plan), &decision.status);

@@ -378,3 +378,54 @@ async fn a_rollout_named_past_63_characters_takes_over_with_valid_labels() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_world_write_that_fails_after_a_transition_loses_none_of_its_events() {
+    bounded(async {
+        let (env, _) = Env::taken_over(Setup::default(), json!({})).await;
+        // Every Ingress write fails for a while: the release starts (its status is written), and
+        // the canary Ingress write after it fails.
+        env.sandbox.faults().add(FaultRule {
+            verb: Some(Verb::Patch),
+            resource: Some("ingresses".into()),
+            action: FaultAction::Fail { code: 500 },
+            times: Some(4),
+        });
+        env.set_image(crate::V2).await;
+        let v2 = env.target_revision().await;
+        env.wait_for("v2 promoted", secs(60), |r| promoted(r, &v2))
+            .await;
+        let events: Api<Event> = Api::namespaced(env.client.clone(), NS);
+        let notes: Vec<(String, String)> = events
+            .list(&ListParams::default())
+            .await
+            .expect("Events")
+            .items
+            .into_iter()
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect();
+        let started: Vec<&(String, String)> = notes
+            .iter()
+            .filter(|(reason, note)| reason == "ReleaseStarted" && note.contains(&v2))
+            .collect();
+        assert_eq!(
+            started.len(),
+            1,
+            "announced once, whatever failed after: {notes:?}"
+        );
+        for step in ["step 1/2", "step 2/2"] {
+            assert!(
+                notes
+                    .iter()
+                    .any(|(reason, note)| reason == "Step" && note.contains(step)),
+                "{step} announced: {notes:?}"
+            );
+        }
+        assert!(
+            notes.iter().any(|(reason, _)| reason == "Promoted"),
+            "{notes:?}"
+        );
+        env.finish().await;
+    })
+    .await;
+}
