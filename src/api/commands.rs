@@ -12,7 +12,8 @@ use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use sluice_strategies::image::{ImageChange, images_of, with_images};
 use sluice_strategies::release::{
-    CommandVerb, PendingCommand, command_nonce, command_refusal, pending_command, template_hash,
+    Admission, CommandVerb, ReleaseAdmission, admit_command, admit_release, command_nonce,
+    template_hash,
 };
 use sluice_strategies::status::RolloutStatus;
 
@@ -101,24 +102,21 @@ pub async fn release(
         .map_err(|e| ApiError::invalid("invalid_image", e.to_string()))?;
     let revision = template_hash(&wanted);
     let status = rollout.status.clone().unwrap_or_default();
-    if status.rolled_back_revision.as_deref() == Some(revision.as_str()) {
-        return Err(ApiError::conflict(
-            "rolled_back",
-            format!("revision {revision} was rolled back: send `retry` to release it again"),
-        ));
-    }
     let accepted = |changed| ReleaseAccepted {
         revision: revision.clone(),
         changed,
         images: images_of(&wanted),
     };
-    // The stable images are released already: nothing to do, even while another revision is in
-    // flight (giving that up is an abort, said as one).
-    if status.stable_revision.as_deref() == Some(revision.as_str()) {
-        return Ok((StatusCode::OK, Json(accepted(false))));
-    }
-    if wanted == current {
-        return Ok((StatusCode::ACCEPTED, Json(accepted(false))));
+    match admit_release(&status, &revision, wanted == current) {
+        ReleaseAdmission::RolledBack => {
+            return Err(ApiError::conflict(
+                "rolled_back",
+                format!("revision {revision} was rolled back: send `retry` to release it again"),
+            ));
+        }
+        ReleaseAdmission::Stable => return Ok((StatusCode::OK, Json(accepted(false)))),
+        ReleaseAdmission::Asked => return Ok((StatusCode::ACCEPTED, Json(accepted(false)))),
+        ReleaseAdmission::Write => {}
     }
     set_images(&state, &target, &current, &wanted).await?;
     tracing::info!(
@@ -312,7 +310,9 @@ async fn command(
         };
         match admission(&rollout, &status, verb, &nonce) {
             Admission::Duplicate => return Ok(accepted(true)),
-            Admission::Refused(err) => return Err(err),
+            Admission::Refused { code, message } => {
+                return Err(ApiError::conflict(code, message));
+            }
             Admission::Write => {}
         }
         let by = format!("sent by {}", caller.name);
@@ -356,13 +356,7 @@ async fn command(
     ))
 }
 
-enum Admission {
-    Write,
-    Duplicate,
-    Refused(ApiError),
-}
-
-/// Whether the command is new, the same one again, or cannot be applied now.
+/// The core's decision on the command, from the annotations as they are.
 fn admission(
     rollout: &Rollout,
     status: &RolloutStatus,
@@ -370,38 +364,13 @@ fn admission(
     nonce: &str,
 ) -> Admission {
     let annotations = rollout.annotations();
-    let written = annotations.get(NONCE_ANNOTATION).map(String::as_str);
-    if status.last_command.as_deref() == Some(nonce) || written == Some(nonce) {
-        return Admission::Duplicate;
-    }
-    let pending = pending_command(
+    admit_command(
+        status,
         annotations.get(COMMAND_ANNOTATION).map(String::as_str),
-        written,
-        status.last_command.as_deref(),
-    );
-    let waiting = match pending {
-        PendingCommand::Unstamped(verb) => Some(verb),
-        PendingCommand::Ready(command) => Some(command.verb),
-        PendingCommand::None | PendingCommand::Consumed(_) | PendingCommand::Unknown(_) => None,
-    };
-    // An abort goes through whatever waits: giving up must never wait on a promote.
-    if let Some(waiting) = waiting.filter(|_| verb != CommandVerb::Abort) {
-        return Admission::Refused(ApiError::conflict(
-            "command_pending",
-            format!(
-                "the command {} is waiting to be applied; send {} once it is",
-                waiting.as_str(),
-                verb.as_str()
-            ),
-        ));
-    }
-    match command_refusal(status, verb) {
-        Some(why) => Admission::Refused(ApiError::conflict(
-            "not_applicable",
-            format!("{}: {why}", verb.as_str()),
-        )),
-        None => Admission::Write,
-    }
+        annotations.get(NONCE_ANNOTATION).map(String::as_str),
+        verb,
+        nonce,
+    )
 }
 
 fn changed_meanwhile(err: &crate::Error) -> bool {
@@ -479,105 +448,26 @@ mod tests {
         json!({"phase": "Progressing", "stage": "stepping", "step": 1, "candidateRevision": "c1"})
     }
 
-    fn verdict(admission: Admission) -> Result<bool, (&'static str, StatusCode)> {
-        match admission {
-            Admission::Write => Ok(false),
-            Admission::Duplicate => Ok(true),
-            Admission::Refused(err) => Err((err.code, err.status)),
-        }
-    }
-
-    fn admit(
-        r: &Rollout,
-        verb: CommandVerb,
-        nonce: &str,
-    ) -> Result<bool, (&'static str, StatusCode)> {
-        let status = r.status.clone().unwrap_or_default();
-        verdict(admission(r, &status, verb, nonce))
-    }
-
     #[test]
-    fn a_new_command_is_written_and_the_same_one_again_is_a_duplicate() {
-        let fresh = rollout(json!({}), stepping());
-        assert_eq!(
-            admit(&fresh, CommandVerb::Promote, "promote@api-k1"),
-            Ok(false)
-        );
+    fn the_admission_reads_the_annotations_as_written() {
         let pending = rollout(
             json!({"sluice.dev/command": "promote", "sluice.dev/command-nonce": "promote@api-k1"}),
             stepping(),
         );
-        assert_eq!(
-            admit(&pending, CommandVerb::Promote, "promote@api-k1"),
-            Ok(true),
-            "still pending"
+        let status = pending.status.clone().unwrap_or_default();
+        let same = admission(&pending, &status, CommandVerb::Promote, "promote@api-k1");
+        assert_eq!(same, Admission::Duplicate);
+        let other = admission(&pending, &status, CommandVerb::Pause, "pause@api-k2");
+        assert!(
+            matches!(
+                other,
+                Admission::Refused {
+                    code: "command_pending",
+                    ..
+                }
+            ),
+            "{other:?}"
         );
-        let mut applied = stepping();
-        applied["lastCommand"] = json!("promote@api-k1");
-        let applied = rollout(json!({}), applied);
-        assert_eq!(
-            admit(&applied, CommandVerb::Promote, "promote@api-k1"),
-            Ok(true),
-            "applied"
-        );
-        assert_eq!(
-            admit(&applied, CommandVerb::Promote, "promote@api-k2"),
-            Ok(false),
-            "a new key"
-        );
-    }
-
-    #[test]
-    fn a_waiting_command_holds_back_all_but_an_abort() {
-        let waiting = rollout(
-            json!({"sluice.dev/command": "promote", "sluice.dev/command-nonce": "promote@api-k1"}),
-            stepping(),
-        );
-        assert_eq!(
-            admit(&waiting, CommandVerb::Pause, "pause@api-k2"),
-            Err(("command_pending", StatusCode::CONFLICT))
-        );
-        assert_eq!(
-            admit(&waiting, CommandVerb::Abort, "abort@api-k3"),
-            Ok(false),
-            "abort goes through"
-        );
-        let unstamped = rollout(json!({"sluice.dev/command": "pause"}), stepping());
-        assert_eq!(
-            admit(&unstamped, CommandVerb::Promote, "promote@api-k4"),
-            Err(("command_pending", StatusCode::CONFLICT))
-        );
-        let consumed = rollout(
-            json!({"sluice.dev/command": "promote", "sluice.dev/command-nonce": "promote@api-k1"}),
-            {
-                let mut s = stepping();
-                s["lastCommand"] = json!("promote@api-k1");
-                s
-            },
-        );
-        assert_eq!(
-            admit(&consumed, CommandVerb::Pause, "pause@api-k2"),
-            Ok(false),
-            "only leftovers"
-        );
-    }
-
-    #[test]
-    fn a_command_that_cannot_act_now_is_refused() {
-        let steady = rollout(json!({}), json!({"phase": "Ready", "stage": "steady"}));
-        for verb in [
-            CommandVerb::Promote,
-            CommandVerb::Abort,
-            CommandVerb::Pause,
-            CommandVerb::Resume,
-            CommandVerb::Retry,
-        ] {
-            assert_eq!(
-                admit(&steady, verb, &format!("{}@api-x", verb.as_str())),
-                Err(("not_applicable", StatusCode::CONFLICT)),
-                "{verb:?}"
-            );
-        }
     }
 
     #[test]

@@ -45,7 +45,7 @@ use crate::plan::{ReleasePlan, StrategyPlan};
 use crate::spec::TrafficMatch;
 use crate::status::{CanaryObjects, RolloutStatus, Slot, Stage};
 
-pub use admission::command_refusal;
+pub use admission::{Admission, ReleaseAdmission, admit_command, admit_release, command_refusal};
 pub use commands::{PendingCommand, command_nonce, pending_command};
 pub use handback::{HandBack, HandBackView, hand_back};
 pub use history::{TRANSITIONS_PER_RELEASE, record_history};
