@@ -7,6 +7,7 @@ pub mod api;
 pub mod cli;
 pub mod controller;
 pub mod crd;
+pub mod digest;
 pub mod error;
 pub mod metrics;
 pub mod server;

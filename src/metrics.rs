@@ -4,6 +4,7 @@
 //! label, except in the one info metric that exists to carry the revisions. A deleted Rollout's
 //! series go with it.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -133,13 +134,12 @@ pub struct Metrics {
     api_requests: Family<RouteLabels, Counter>,
     api_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     /// The label sets each Rollout has, so that a deleted one leaves none behind.
-    known: Mutex<Vec<Known>>,
+    known: Mutex<HashMap<RolloutLabels, Known>>,
 }
 
 /// What a Rollout's series are labelled with beyond its name.
 struct Known {
-    rollout: RolloutLabels,
-    revisions: Option<RevisionLabels>,
+    revisions: RevisionLabels,
     metrics: Vec<String>,
 }
 
@@ -184,7 +184,7 @@ impl Metrics {
             query_failures: Counter::default(),
             api_requests: Family::default(),
             api_duration: Family::new_with_constructor(seconds_buckets),
-            known: Mutex::new(Vec::new()),
+            known: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
         let build = Family::<BuildLabels, Gauge>::default();
@@ -372,23 +372,18 @@ impl Metrics {
         metrics.sort();
         metrics.dedup();
         let mut known = self.lock_known();
-        if let Some(entry) = known.iter_mut().find(|k| k.rollout == rollout) {
-            if entry.revisions.as_ref() != Some(&revisions)
-                && let Some(old) = entry.revisions.take()
-            {
-                self.revisions.remove(&old);
+        let known_now = Known {
+            revisions: revisions.clone(),
+            metrics,
+        };
+        if let Some(before) = known.insert(rollout.clone(), known_now) {
+            if before.revisions != revisions {
+                self.revisions.remove(&before.revisions);
             }
-            for gone in entry.metrics.iter().filter(|m| !metrics.contains(m)) {
+            let now = &known[&rollout].metrics;
+            for gone in before.metrics.iter().filter(|m| !now.contains(m)) {
                 self.forget_metric(&rollout, gone);
             }
-            entry.revisions = Some(revisions.clone());
-            entry.metrics = metrics;
-        } else {
-            known.push(Known {
-                rollout,
-                revisions: Some(revisions.clone()),
-                metrics,
-            });
         }
         self.revisions.get_or_create(&revisions).set(1);
     }
@@ -455,11 +450,8 @@ impl Metrics {
         self.step_count.remove(&rollout);
         let mut known = self.lock_known();
         let mut metrics = Vec::new();
-        if let Some(at) = known.iter().position(|k| k.rollout == rollout) {
-            let gone = known.remove(at);
-            if let Some(revisions) = gone.revisions {
-                self.revisions.remove(&revisions);
-            }
+        if let Some(gone) = known.remove(&rollout) {
+            self.revisions.remove(&gone.revisions);
             metrics = gone.metrics;
         }
         drop(known);
@@ -540,7 +532,7 @@ impl Metrics {
             .observe(took.as_secs_f64());
     }
 
-    fn lock_known(&self) -> std::sync::MutexGuard<'_, Vec<Known>> {
+    fn lock_known(&self) -> std::sync::MutexGuard<'_, HashMap<RolloutLabels, Known>> {
         // Plain label sets behind the lock: a panic while it was held broke no invariant.
         self.known
             .lock()

@@ -350,11 +350,7 @@ impl RateLimiter {
 
 /// The hex SHA-256 of a token, as the tokens file stores it.
 pub fn token_hash(token: &str) -> String {
-    digest(&SHA256, token.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_hex(token)
 }
 
 #[cfg(test)]

@@ -341,12 +341,7 @@ async fn command(
                     }
                 })?);
             }
-            Err(err) if changed_meanwhile(&err) => {
-                return Err(ApiError::conflict(
-                    "conflict",
-                    format!("Rollout {namespace}/{name} kept changing; send the command again"),
-                ));
-            }
+            Err(err) if changed_meanwhile(&err) => break,
             Err(err) => return Err(ApiError::upstream(err.to_string())),
         }
     }
@@ -409,7 +404,7 @@ fn derived_key(sent: &Sent, status: &RolloutStatus) -> String {
         status.rolled_back_revision.as_deref().unwrap_or_default(),
     );
     let digest =
-        super::auth::token_hash(&format!("{}|{}|{release}", sent.verb.as_str(), sent.body));
+        crate::digest::sha256_hex(&format!("{}|{}|{release}", sent.verb.as_str(), sent.body));
     digest[..16].to_string()
 }
 

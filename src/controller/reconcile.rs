@@ -116,7 +116,7 @@ fn record_write(ctx: &Context, rollout: &Rollout) {
 /// counted as a repeat of "step 1/2" and its message lost. The digest keeps each message its own
 /// Event, and folds only true repeats.
 fn event_action(note: &Note) -> String {
-    let digest = crate::api::token_hash(&note.message);
+    let digest = crate::digest::sha256_hex(&note.message);
     format!("{}-{}", note.reason, &digest[..8])
 }
 
