@@ -116,6 +116,11 @@ impl Caller {
         self.in_scope(namespace) && (self.insecure || self.actions.contains(&Action::Read))
     }
 
+    /// Whether the caller may read in some namespace (what the status page needs to be of use).
+    pub fn may_read_somewhere(&self) -> bool {
+        !self.namespaces.is_empty() && (self.insecure || self.actions.contains(&Action::Read))
+    }
+
     fn in_scope(&self, namespace: &str) -> bool {
         self.namespaces.contains("*") || self.namespaces.contains(namespace)
     }

@@ -10,6 +10,7 @@ mod body;
 mod commands;
 mod error;
 mod events;
+mod page;
 mod rollouts;
 pub mod types;
 
@@ -186,6 +187,7 @@ pub fn router(state: ApiState) -> (axum::Router, utoipa::openapi::OpenApi) {
         .openapi
         .set(serde_json::to_value(&doc).unwrap_or_default());
     let router = router
+        .merge(page::routes())
         .fallback(|uri: Uri| async move { ApiError::route_not_found(uri.path()).into_response() })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed().into_response() })
         .layer(DefaultBodyLimit::max(body::MAX_BODY))

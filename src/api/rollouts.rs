@@ -97,7 +97,7 @@ pub fn find(
     get(&state.rollouts, namespace, name).ok_or_else(|| ApiError::not_found(namespace, name))
 }
 
-fn plan(state: &ApiState, rollout: &Rollout) -> Option<ReleasePlan> {
+pub(super) fn plan(state: &ApiState, rollout: &Rollout) -> Option<ReleasePlan> {
     resolve(rollout.spec.readable().ok()?, &state.context.presets).ok()
 }
 

@@ -13,12 +13,12 @@ use crate::harness::{APP, ApiSetup, Env, NS, Setup, bounded, promoted, secs, sta
 
 const V2: &str = "erp/reporting:1.1.0";
 const CANDIDATE: &str = "reporting-green";
-const CI: &str = "ci-token-erp";
-const READER: &str = "reader-token";
+pub const CI: &str = "ci-token-erp";
+pub const READER: &str = "reader-token";
 const SHOP: &str = "shop-token";
 const FLOOD: &str = "flood-token";
 
-fn tokens() -> String {
+pub fn tokens() -> String {
     let all = "[read, release, promote, abort, pause, resume, retry]";
     let entry = |name: &str, token: &str, namespaces: &str, actions: &str| {
         format!(

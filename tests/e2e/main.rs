@@ -16,6 +16,7 @@ mod metrics;
 mod records;
 mod rollback;
 mod shared_ingress;
+mod status_page;
 
 use std::collections::BTreeMap;
 

@@ -1,0 +1,226 @@
+//! The status page on the API address: it opens only with a token that may read, kept in an
+//! HttpOnly, SameSite=Strict cookie that opens the page and nothing else; it shows each Rollout
+//! with its release chart, and its stream sends the cards again as the release moves. The browser
+//! test drives Debian's Chromium through it while a release runs.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::api::{CI, READER, env_with_api};
+use crate::harness::{APP, NS, bounded, secs};
+
+const SHOP: &str = "shop-token";
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
+}
+
+async fn text(response: reqwest::Response) -> (u16, reqwest::header::HeaderMap, String) {
+    let code = response.status().as_u16();
+    let headers = response.headers().clone();
+    (code, headers, response.text().await.expect("a body"))
+}
+
+/// Signs in with `token`: the answer's status, headers and body.
+async fn sign_in(base: &str, token: &str) -> (u16, reqwest::header::HeaderMap, String) {
+    let response = http()
+        .post(format!("{base}/sign-in"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .await
+        .expect("the form answers");
+    text(response).await
+}
+
+/// The `name=value` part of a `Set-Cookie` header.
+fn cookie_pair(headers: &reqwest::header::HeaderMap) -> String {
+    let set = headers["set-cookie"].to_str().expect("ASCII");
+    set.split(';').next().expect("a pair").to_string()
+}
+
+/// Reads `/page/events` with `cookie` until `done` holds for a card's HTML; the cards seen.
+async fn cards_until(
+    base: &str,
+    cookie: &str,
+    limit: Duration,
+    done: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let response = http()
+        .get(format!("{base}/page/events"))
+        .header("cookie", cookie)
+        .send()
+        .await
+        .expect("the stream opens");
+    assert_eq!(response.status().as_u16(), 200);
+    let mut stream = response.bytes_stream();
+    let (mut buffer, mut cards) = (String::new(), Vec::new());
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let chunk = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .unwrap_or_else(|_| panic!("no card as awaited within {limit:?}: {cards:#?}"));
+        let Some(Ok(chunk)) = chunk else {
+            panic!("the stream closed early: {cards:#?}");
+        };
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find("\n\n") {
+            let block: String = buffer.drain(..end + 2).collect();
+            if !block.lines().any(|l| l == "event: card") {
+                continue;
+            }
+            let data = block
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .expect("data");
+            let card: Value = serde_json::from_str(data).expect("JSON");
+            assert_eq!(card["id"], json!(format!("rollout/{NS}/{APP}")));
+            let html = card["html"].as_str().expect("HTML").to_string();
+            let finished = done(&html);
+            cards.push(html);
+            if finished {
+                return cards;
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_opens_with_a_read_token_kept_in_a_strict_cookie_and_streams_the_release() {
+    bounded(async {
+        let (env, api, _) = env_with_api(json!({})).await;
+        let base = api.base().to_string();
+
+        // No token: the sign-in form, and no Rollout on it.
+        let (code, headers, page) =
+            text(http().get(format!("{base}/")).send().await.expect("/")).await;
+        assert_eq!(code, 200);
+        assert!(
+            page.contains(r#"<form id="sign-in" method="post" action="/sign-in">"#),
+            "{page}"
+        );
+        assert!(!page.contains("data-namespace"));
+        let policy = headers["content-security-policy"].to_str().expect("ASCII");
+        assert!(policy.starts_with("default-src 'none'") && policy.contains("script-src 'self'"));
+
+        // A wrong token is refused in words; the form comes back.
+        let (code, headers, page) = sign_in(&base, "not-a-token").await;
+        assert_eq!(code, 401);
+        assert!(page.contains("unknown token") && !headers.contains_key("set-cookie"));
+
+        // A token of another namespace signs in but sees none of erp-system.
+        let (code, headers, _) = sign_in(&base, SHOP).await;
+        assert_eq!(code, 303);
+        let shop = cookie_pair(&headers);
+        let page = http()
+            .get(format!("{base}/"))
+            .header("cookie", &shop)
+            .send()
+            .await
+            .expect("/");
+        let (_, _, page) = text(page).await;
+        assert!(page.contains("0 Rollouts in all namespaces"), "{page}");
+
+        // The reader's token: a strict, script-proof cookie, and the way back to the page.
+        let (code, headers, _) = sign_in(&base, READER).await;
+        assert_eq!(code, 303);
+        assert_eq!(headers["location"], "/");
+        let set = headers["set-cookie"].to_str().expect("ASCII");
+        for part in ["sluice_session=", "HttpOnly", "SameSite=Strict", "Path=/"] {
+            assert!(set.contains(part), "{part} in {set}");
+        }
+        let cookie = cookie_pair(&headers);
+        let (code, _, page) = text(
+            http()
+                .get(format!("{base}/"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .expect("/"),
+        )
+        .await;
+        assert_eq!(code, 200);
+        let card = format!(r#"id="rollout/{NS}/{APP}" data-namespace="{NS}" data-name="{APP}""#);
+        assert!(page.contains(&card), "{page}");
+        assert!(page.contains(r#"<svg class="release-chart""#));
+        assert!(page.contains(r#"<script src="/page/live.js" defer></script>"#));
+        assert!(
+            !page.contains(READER),
+            "the token is never written into the page"
+        );
+        for asset in ["/page/live.js", "/page/style.css"] {
+            let (code, _, body) = text(
+                http()
+                    .get(format!("{base}{asset}"))
+                    .send()
+                    .await
+                    .expect("an asset"),
+            )
+            .await;
+            assert_eq!(code, 200, "{asset}");
+            assert!(
+                !body.contains("http://") && !body.contains("https://"),
+                "{asset} loads nothing from elsewhere"
+            );
+        }
+
+        // The cookie opens the page, never the API: a command needs the Authorization header.
+        let command = http()
+            .post(format!(
+                "{base}/api/v1/namespaces/{NS}/rollouts/{APP}/abort"
+            ))
+            .header("cookie", &cookie)
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("the API answers");
+        assert_eq!(command.status().as_u16(), 401);
+
+        // The stream sends the card now, then again as the release moves, to its promotion.
+        let release = http()
+            .post(format!(
+                "{base}/api/v1/namespaces/{NS}/rollouts/{APP}/release"
+            ))
+            .bearer_auth(CI)
+            .json(&json!({"image": "erp/reporting:1.1.0"}))
+            .send()
+            .await
+            .expect("the release is accepted");
+        assert_eq!(release.status().as_u16(), 202);
+        let cards = cards_until(&base, &cookie, secs(60), |html| {
+            html.contains(r#"data-phase="Succeeded""#)
+                && html.contains("class=\"check verdict-pass\"")
+        })
+        .await;
+        assert!(
+            cards.iter().any(|c| c.contains(r#"data-weight="20""#))
+                && cards.iter().any(|c| c.contains(r#"data-weight="50""#)),
+            "each step's card was sent: {cards:#?}"
+        );
+
+        // Signing out ends the session.
+        let (code, headers, _) = text(
+            http()
+                .post(format!("{base}/sign-out"))
+                .header("cookie", &cookie)
+                .send()
+                .await
+                .expect("sign-out"),
+        )
+        .await;
+        assert_eq!(code, 303);
+        assert!(
+            headers["set-cookie"]
+                .to_str()
+                .expect("ASCII")
+                .contains("Max-Age=0")
+        );
+        env.finish().await;
+    })
+    .await;
+}
