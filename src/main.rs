@@ -75,8 +75,12 @@ async fn main() -> anyhow::Result<ExitCode> {
             sluice::telemetry::init(cli.log_format == "json");
             let auth =
                 sluice::api::Auth::configure(api.api_tokens_file.as_deref(), api.api_insecure)?;
-            let client = kube::Client::try_default()
+            let mut config = sluice::ControllerConfig::new(prometheus_url);
+            config.query_timeout = Duration::from_secs(query_timeout);
+            let kubeconfig = kube::Config::infer()
                 .await
+                .context("reading the cluster's configuration (kubeconfig or in-cluster)")?;
+            let client = sluice::metrics::metered_client(kubeconfig, &config.metrics)
                 .context("connecting to the cluster")?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
@@ -88,8 +92,6 @@ async fn main() -> anyhow::Result<ExitCode> {
             // On stdout, so that scripts and tests that asked for port 0 find the ports.
             println!("sluice probes and metrics on http://{probes_at}");
             println!("sluice API on http://{api_at}");
-            let mut config = sluice::ControllerConfig::new(prometheus_url);
-            config.query_timeout = Duration::from_secs(query_timeout);
             let api = sluice::ApiServer {
                 listener: api_listener,
                 auth,

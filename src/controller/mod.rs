@@ -39,6 +39,9 @@ pub struct ControllerConfig {
     pub prometheus_url: String,
     /// Bound on every Prometheus query.
     pub query_timeout: Duration,
+    /// Where the controller's metrics go: shared with the kube client's layer
+    /// ([`crate::metrics::metered_client`]) so that its requests are counted beside the rest.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ControllerConfig {
@@ -46,6 +49,7 @@ impl ControllerConfig {
         ControllerConfig {
             prometheus_url: prometheus_url.into(),
             query_timeout: Duration::from_secs(5),
+            metrics: Arc::new(crate::metrics::Metrics::new()),
         }
     }
 }
@@ -127,7 +131,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
     let presets = Presets::embedded()?;
-    let metrics = Arc::new(crate::metrics::Metrics::new());
+    let metrics = config.metrics.clone();
     let analyst =
         Analyst::new(&config.prometheus_url, config.query_timeout)?.observed_by(metrics.clone());
     let (deployments, deployments_writer) = reflector::store();
@@ -172,6 +176,8 @@ pub async fn run(
     let rollouts = controller.store();
     let (for_deployments, for_services, for_ingresses) =
         (rollouts.clone(), rollouts.clone(), rollouts.clone());
+    let (deployment_wakes, service_wakes, ingress_wakes) =
+        (metrics.clone(), metrics.clone(), metrics.clone());
     let ready = crate::server::Readiness::default();
     let context = Arc::new(Context {
         client: client.clone(),
@@ -227,10 +233,12 @@ pub async fn run(
         // Ingress must be noticed at once, not at the next resync).
         .watches_stream(deployment_events, move |d: RawDeployment| {
             let name = d.name_any();
-            rollouts_where(&for_deployments, d.namespace(), |spec| {
+            let wake = rollouts_where(&for_deployments, d.namespace(), |spec| {
                 let target = &spec.target_ref.name;
                 *target == name || names::is_slot_of(&name, target)
-            })
+            });
+            deployment_wakes.count_wakes("Deployment", wake.len());
+            wake
         })
         .watches_stream(service_events, move |s: Service| {
             let name = s.name_any();
@@ -239,6 +247,7 @@ pub async fn run(
                 *service == name || name == names::canary_service_name(service)
             });
             wake.extend(controlling_rollout(s.meta()));
+            service_wakes.count_wakes("Service", wake.len());
             wake
         })
         .watches_stream(ingress_events, move |i: Ingress| {
@@ -253,6 +262,7 @@ pub async fn run(
                     })
             });
             wake.extend(controlling_rollout(i.meta()));
+            ingress_wakes.count_wakes("Ingress", wake.len());
             wake
         })
         .graceful_shutdown_on(shutdown)

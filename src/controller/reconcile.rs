@@ -38,6 +38,7 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
     let span = tracing::info_span!("reconcile", rollout = %format!("{namespace}/{name}"));
     let started = std::time::Instant::now();
     let metrics = ctx.metrics.clone();
+    let _in_flight = metrics.reconcile_started();
     let outcome = async move {
         if namespace.is_empty() {
             return Err(Error::Unnamed { namespace, name });
@@ -346,6 +347,23 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
     // write failing after them loses none (the next reconcile decides from the new status and
     // would not announce them again).
     publish(ctx, rollout, &decision.notes).await;
+    // Counted with the status, like the Events: a world write failing below loses none of it.
+    let name = rollout.name_any();
+    let metrics = &ctx.metrics;
+    metrics.observe_rollout(namespace, &name, Some(&plan), &decision.status);
+    let applied = command
+        .as_ref()
+        .filter(|c| status.last_command.as_deref() != Some(c.nonce.as_str()));
+    let check = world.check.as_ref();
+    let done = crate::metrics::Reconciled {
+        check,
+        command: applied,
+        notes: &decision.notes,
+        previous: &status,
+        status: &decision.status,
+        now,
+    };
+    metrics.count_reconcile(namespace, &name, done);
     if command.is_some() {
         // Recorded in the status just now: the annotations can go; a cache still showing the
         // status write with them is behind this write too.
@@ -381,21 +399,6 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         };
     let writes = release::ordered_writes(&decision.desired, &world);
     apply::write(&ctx.client, &target_ref, &writes).await?;
-    let name = rollout.name_any();
-    let metrics = &ctx.metrics;
-    metrics.observe_rollout(namespace, &name, Some(&plan), &decision.status);
-    let applied = command
-        .as_ref()
-        .filter(|c| status.last_command.as_deref() != Some(c.nonce.as_str()));
-    let check = world.check.as_ref();
-    let done = crate::metrics::Reconciled {
-        check,
-        command: applied,
-        notes: &decision.notes,
-        status: &decision.status,
-        now,
-    };
-    metrics.count_reconcile(namespace, &name, done);
     Ok(Action::requeue(decision.requeue_after))
 }
 

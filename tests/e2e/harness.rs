@@ -306,16 +306,20 @@ impl Env {
         api: Option<sluice::ApiServer>,
     ) {
         assert!(self.controller.is_none(), "one controller at a time");
-        // A client of its own, as a new process would have.
-        let client = client_for(&self.sandbox).await;
+        let mut config = ControllerConfig::new(prometheus_url);
+        config.query_timeout = secs(2);
+        // A client of its own, as a new process would have, counted in the controller's metrics.
+        let kubeconfig = self
+            .sandbox
+            .client_config()
+            .await
+            .expect("the sandbox's kubeconfig");
+        let client = sluice::metrics::metered_client(kubeconfig, &config.metrics)
+            .expect("a kube client for the sandbox");
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a port for the probes");
         self.probes = listener.local_addr().ok();
-        let config = ControllerConfig {
-            prometheus_url: prometheus_url.to_string(),
-            query_timeout: secs(2),
-        };
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(sluice::run(client, config, listener, api, async move {
             let _ = stopped.await;

@@ -23,7 +23,7 @@ async fn scrape_as(env: &Env, accept: &str) -> (String, String) {
 }
 
 /// The exposition as `curl` gets it: the Prometheus text format.
-async fn scrape(env: &Env) -> String {
+pub async fn scrape(env: &Env) -> String {
     let (content_type, text) = scrape_as(env, "*/*").await;
     assert!(
         content_type.starts_with("text/plain; version=0.0.4"),
@@ -90,6 +90,18 @@ async fn the_metrics_of_a_release_pass_promtool_and_go_with_their_rollout() {
         assert!(text.contains(&format!("stable_revision=\"{v2}\"")), "the info metric");
         assert!(text.contains("sluice_reconcile_duration_seconds_count"));
         assert!(text.contains("sluice_prometheus_query_duration_seconds_count"));
+        // The kube client's requests, by the API server's verbs; the watches' wakes; the process.
+        for expected in [
+            "sluice_kubernetes_requests_total{verb=\"apply\",resource=\"deployments\",code=\"200\"}",
+            "sluice_kubernetes_requests_total{verb=\"watch\",resource=\"rollouts\",code=\"200\"}",
+            "sluice_kubernetes_requests_total{verb=\"list\",resource=\"ingresses\",code=\"200\"}",
+            "sluice_work_queue_wakes_total{kind=\"Deployment\"}",
+            "sluice_reconciles_in_flight ",
+            "process_resident_memory_bytes ",
+            "process_cpu_seconds_total ",
+        ] {
+            assert!(text.contains(expected), "{expected} in:\n{text}");
+        }
 
         env.delete_rollout().await;
         let gone = scrape(&env).await;

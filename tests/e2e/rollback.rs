@@ -102,6 +102,19 @@ async fn rolled_back(case: Case) -> Vec<(u64, sluice_strategies::status::Rollout
                 && s.phase != Phase::Succeeded),
         "never promoted"
     );
+    // The time from the first failed check to traffic back on stable, for rollbacks a failed
+    // check caused; none for those a deadline or errors caused.
+    let metrics = crate::metrics::scrape(&env).await;
+    let timed = format!(
+        "sluice_rollback_duration_seconds_count{{namespace=\"{}\",rollout=\"{APP}\"}} 1",
+        crate::harness::NS
+    );
+    assert_eq!(
+        metrics.contains(&timed),
+        s.first_failure_at.is_some(),
+        "{timed} exactly when a check failed ({:?}):\n{metrics}",
+        s.first_failure_at
+    );
     env.finish().await;
     statuses
 }

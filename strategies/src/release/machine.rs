@@ -205,12 +205,14 @@ impl Machine<'_> {
             // warm: switching back costs one write, tolerating a failure costs users' requests.
             Verdict::Fail if self.s.stage == Some(Stage::Verifying) => {
                 self.s.failed_checks += 1;
+                self.s.first_failure_at.get_or_insert(self.now());
                 Some(format!(
                     "{summary} (failed after the switch; failureLimit applies before it only)"
                 ))
             }
             Verdict::Fail => {
                 self.s.failed_checks += 1;
+                self.s.first_failure_at.get_or_insert(self.now());
                 (self.s.failed_checks > analysis.failure_limit).then(|| {
                     format!(
                         "{summary} ({} failed checks > failureLimit {})",
@@ -507,6 +509,7 @@ impl Machine<'_> {
         self.s.candidate_revision = Some(self.target_revision.clone());
         self.s.release_started_at = Some(self.now());
         self.s.failed_checks = 0;
+        self.s.first_failure_at = None;
         self.s.inconclusive_checks = 0;
         self.s.error_checks = 0;
         self.s.analysis.clear();

@@ -320,10 +320,18 @@ fn failed_checks_roll_back_with_the_weight_at_zero_before_any_scale_down() {
     let mut sim = Sim::taken_over(plan(json!({})));
     sim.release("erp/reporting:1.1");
     sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
+    assert_eq!(sim.status.first_failure_at, None);
     sim.tick(60, Verdict::Fail);
+    let first_failure = sim.world.now;
     assert_eq!(sim.status.failed_checks, 1);
+    assert_eq!(sim.status.first_failure_at, Some(first_failure));
     assert_eq!(sim.stage(), Stage::Stepping, "failureLimit 1 tolerates one");
     let decision = sim.tick(60, Verdict::Fail).clone();
+    assert_eq!(
+        sim.status.first_failure_at,
+        Some(first_failure),
+        "the first failure stays the first"
+    );
     assert_eq!(sim.stage(), Stage::RollingBack);
     assert_eq!(
         decision.desired.canary_route.as_ref().map(|r| r.weight),
@@ -359,6 +367,10 @@ fn failed_checks_roll_back_with_the_weight_at_zero_before_any_scale_down() {
     sim.command(CommandVerb::Retry, "n1");
     sim.tick(1, Verdict::Pass);
     assert_eq!(sim.stage(), Stage::Starting, "until retry");
+    assert_eq!(
+        sim.status.first_failure_at, None,
+        "a new release, no failure yet"
+    );
 }
 
 #[test]

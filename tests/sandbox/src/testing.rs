@@ -22,15 +22,24 @@ pub enum ClientError {
 
 /// A kube client for the cluster of a kubeconfig (as YAML), as sluice itself would load one.
 pub async fn client_from_kubeconfig(yaml: &str) -> Result<Client, ClientError> {
+    Ok(Client::try_from(config_from_kubeconfig(yaml).await?)?)
+}
+
+/// The kube client configuration of a kubeconfig, for a client built with layers of its own.
+pub async fn config_from_kubeconfig(yaml: &str) -> Result<Config, ClientError> {
     let kubeconfig = Kubeconfig::from_yaml(yaml)?;
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    Ok(Client::try_from(config)?)
+    Ok(Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?)
 }
 
 impl Sandbox {
     /// A kube client talking to this sandbox.
     pub async fn client(&self) -> Result<Client, ClientError> {
         client_from_kubeconfig(&self.kubeconfig()).await
+    }
+
+    /// The configuration of a kube client talking to this sandbox.
+    pub async fn client_config(&self) -> Result<Config, ClientError> {
+        config_from_kubeconfig(&self.kubeconfig()).await
     }
 }
 

@@ -4,6 +4,11 @@
 //! label, except in the one info metric that exists to carry the revisions. A deleted Rollout's
 //! series go with it.
 
+mod kubernetes;
+mod process;
+
+pub use kubernetes::{RequestKind, metered_client, request_kind};
+
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -16,7 +21,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use sluice_strategies::plan::{ReleasePlan, StrategyPlan};
 use sluice_strategies::release::{Command, Note};
-use sluice_strategies::status::{Phase, RolloutStatus};
+use sluice_strategies::status::{Phase, RolloutStatus, Stage};
 use std::sync::atomic::AtomicU64;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -99,12 +104,29 @@ struct RouteLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KubernetesLabels {
+    verb: String,
+    resource: String,
+    code: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct VerbLabels {
+    verb: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: String,
 }
 
 fn seconds_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
+fn rollback_buckets() -> Histogram {
+    // 250 ms to about 17 min.
+    Histogram::new(exponential_buckets(0.25, 2.0, 13))
 }
 
 fn release_buckets() -> Histogram {
@@ -133,6 +155,11 @@ pub struct Metrics {
     query_failures: Counter,
     api_requests: Family<RouteLabels, Counter>,
     api_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    rollback_duration: Family<RolloutLabels, Histogram, fn() -> Histogram>,
+    kubernetes_requests: Family<KubernetesLabels, Counter>,
+    kubernetes_duration: Family<VerbLabels, Histogram, fn() -> Histogram>,
+    reconciles_in_flight: Gauge,
+    wakes: Family<KindLabels, Counter>,
     /// The label sets each Rollout has, so that a deleted one leaves none behind.
     known: Mutex<HashMap<RolloutLabels, Known>>,
 }
@@ -151,6 +178,8 @@ pub struct Reconciled<'a> {
     pub command: Option<&'a Command>,
     /// The Events the core asked for.
     pub notes: &'a [Note],
+    /// The status it decided from.
+    pub previous: &'a RolloutStatus,
     /// The status it wrote.
     pub status: &'a RolloutStatus,
     pub now: chrono::DateTime<chrono::Utc>,
@@ -184,6 +213,11 @@ impl Metrics {
             query_failures: Counter::default(),
             api_requests: Family::default(),
             api_duration: Family::new_with_constructor(seconds_buckets),
+            rollback_duration: Family::new_with_constructor(rollback_buckets),
+            kubernetes_requests: Family::default(),
+            kubernetes_duration: Family::new_with_constructor(seconds_buckets),
+            reconciles_in_flight: Gauge::default(),
+            wakes: Family::default(),
             known: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
@@ -284,6 +318,32 @@ impl Metrics {
             "How long each HTTP API request took to answer",
             metrics.api_duration.clone(),
         );
+        registry.register(
+            "sluice_rollback_duration_seconds",
+            "From a release's first failed check to its traffic back on the stable slot",
+            metrics.rollback_duration.clone(),
+        );
+        registry.register(
+            "sluice_kubernetes_requests",
+            "Requests to the Kubernetes API, by verb, resource and status code (error: no answer)",
+            metrics.kubernetes_requests.clone(),
+        );
+        registry.register(
+            "sluice_kubernetes_request_duration_seconds",
+            "How long the Kubernetes API took to answer, by verb (a watch: to open its stream)",
+            metrics.kubernetes_duration.clone(),
+        );
+        registry.register(
+            "sluice_reconciles_in_flight",
+            "Reconciles running now",
+            metrics.reconciles_in_flight.clone(),
+        );
+        registry.register(
+            "sluice_work_queue_wakes",
+            "Rollouts queued for a reconcile by a change to a watched object, by the object's kind",
+            metrics.wakes.clone(),
+        );
+        registry.register_collector(Box::new(process::ProcessCollector));
         Metrics {
             registry,
             ..metrics
@@ -395,9 +455,19 @@ impl Metrics {
             check,
             command,
             notes,
+            previous,
             status,
             now,
         } = done;
+        if let Some(failed) = traffic_back_after_failure(previous, status) {
+            let took = (now - failed).to_std().unwrap_or_default();
+            self.rollback_duration
+                .get_or_create(&RolloutLabels {
+                    namespace: namespace.into(),
+                    rollout: name.into(),
+                })
+                .observe(took.as_secs_f64());
+        }
         if let Some(check) = check {
             for metric in &check.metrics {
                 self.checks
@@ -446,6 +516,7 @@ impl Metrics {
             self.phase.remove(&phase_labels(&rollout, phase));
         }
         self.weight.remove(&rollout);
+        self.rollback_duration.remove(&rollout);
         self.step.remove(&rollout);
         self.step_count.remove(&rollout);
         let mut known = self.lock_known();
@@ -501,6 +572,37 @@ impl Metrics {
         self.analysis_min.remove(&labels);
     }
 
+    /// A reconcile begins; it is counted in flight until the guard drops.
+    pub fn reconcile_started(&self) -> InFlight {
+        self.reconciles_in_flight.inc();
+        InFlight(self.reconciles_in_flight.clone())
+    }
+
+    /// A change to a watched object of `kind` queued `rollouts` Rollouts for a reconcile.
+    pub fn count_wakes(&self, kind: &str, rollouts: usize) {
+        if rollouts > 0 {
+            self.wakes
+                .get_or_create(&KindLabels { kind: kind.into() })
+                .inc_by(rollouts as u64);
+        }
+    }
+
+    /// One request to the Kubernetes API; a watch is timed to its stream's opening.
+    pub fn observe_kubernetes(&self, kind: &RequestKind, code: &str, took: Duration) {
+        self.kubernetes_requests
+            .get_or_create(&KubernetesLabels {
+                verb: kind.verb.into(),
+                resource: kind.resource.clone(),
+                code: code.into(),
+            })
+            .inc();
+        self.kubernetes_duration
+            .get_or_create(&VerbLabels {
+                verb: kind.verb.into(),
+            })
+            .observe(took.as_secs_f64());
+    }
+
     pub fn observe_reconcile(&self, took: Duration) {
         self.reconcile_duration.observe(took.as_secs_f64());
     }
@@ -538,6 +640,36 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// Counts a reconcile in flight while it lives.
+pub struct InFlight(Gauge);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// When the failure began, if this reconcile is the one that saw a rollback's traffic back on the
+/// stable slot: the machine leaves `RollingBack` only once it read the traffic back (and goes
+/// straight to scaling down when the traffic never left stable, as in a blue/green preview).
+fn traffic_back_after_failure(
+    previous: &RolloutStatus,
+    next: &RolloutStatus,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let scaling_down = Some(Stage::RollingBackScaleDown);
+    let back = (next.stage == scaling_down
+        || (previous.stage == Some(Stage::RollingBack) && next.stage != Some(Stage::RollingBack)))
+        && previous.stage != scaling_down;
+    back.then_some(next.first_failure_at.or(previous.first_failure_at))
+        .flatten()
 }
 
 fn phase_labels(rollout: &RolloutLabels, phase: Phase) -> PhaseLabels {
@@ -720,6 +852,7 @@ mod tests {
                 check: Some(&check),
                 command: Some(&command),
                 notes: &notes,
+                previous: &stepping(),
                 status: &status,
                 now: Utc::now(),
             },
@@ -762,6 +895,7 @@ mod tests {
                 check: None,
                 command: Some(&command),
                 notes: &notes,
+                previous: &stepping(),
                 status: &stepping(),
                 now: Utc::now(),
             },
@@ -770,6 +904,109 @@ mod tests {
         let text = metrics.encode();
         assert!(lines_naming(&text, "web").is_empty(), "{text}");
         assert!(!lines_naming(&text, "other").is_empty(), "the others stay");
+    }
+
+    fn with_stage(stage: Stage, first_failure: Option<i64>) -> RolloutStatus {
+        RolloutStatus {
+            stage: Some(stage),
+            first_failure_at: first_failure.map(|s| Utc::now() - chrono::Duration::seconds(s)),
+            ..stepping()
+        }
+    }
+
+    #[test]
+    fn rollback_time_runs_from_the_first_failure_to_traffic_back_on_stable() {
+        use Stage::{Previewing, RollingBack, RollingBackScaleDown, Steady, Stepping};
+        let back = |previous: &RolloutStatus, next: &RolloutStatus| {
+            traffic_back_after_failure(previous, next).is_some()
+        };
+        let failed = Some(40);
+        // The weight read back at 0: RollingBack ends.
+        assert!(back(
+            &with_stage(RollingBack, failed),
+            &with_stage(RollingBackScaleDown, failed)
+        ));
+        assert!(back(
+            &with_stage(RollingBack, failed),
+            &with_stage(Steady, failed)
+        ));
+        // Traffic never left stable (a blue/green preview): straight to scaling down.
+        assert!(back(
+            &with_stage(Previewing, failed),
+            &with_stage(RollingBackScaleDown, failed)
+        ));
+        // Not yet, not again, and not without a failed check (an abort).
+        assert!(!back(
+            &with_stage(Stepping, failed),
+            &with_stage(RollingBack, failed)
+        ));
+        assert!(!back(
+            &with_stage(RollingBack, failed),
+            &with_stage(RollingBack, failed)
+        ));
+        assert!(!back(
+            &with_stage(RollingBackScaleDown, failed),
+            &with_stage(Steady, failed)
+        ));
+        assert!(!back(
+            &with_stage(RollingBack, None),
+            &with_stage(RollingBackScaleDown, None)
+        ));
+
+        let metrics = Metrics::new();
+        metrics.count_reconcile(
+            "ns",
+            "web",
+            Reconciled {
+                check: None,
+                command: None,
+                notes: &[],
+                previous: &with_stage(RollingBack, failed),
+                status: &with_stage(RollingBackScaleDown, failed),
+                now: Utc::now(),
+            },
+        );
+        let text = metrics.encode();
+        // 40 s: past the 32 s bucket, within the 64 s one.
+        assert!(text.contains("sluice_rollback_duration_seconds_bucket{le=\"32.0\",namespace=\"ns\",rollout=\"web\"} 0"), "{text}");
+        assert!(text.contains("sluice_rollback_duration_seconds_bucket{le=\"64.0\",namespace=\"ns\",rollout=\"web\"} 1"), "{text}");
+        metrics.forget_rollout("ns", "web");
+        assert!(lines_naming(&metrics.encode(), "web").is_empty());
+    }
+
+    #[test]
+    fn kubernetes_requests_work_queue_and_process_are_measured() {
+        let metrics = Metrics::new();
+        let kind = request_kind(
+            &http::Method::PATCH,
+            "/apis/apps/v1/namespaces/ns/deployments/web-blue",
+            None,
+            Some("application/apply-patch+yaml"),
+        );
+        metrics.observe_kubernetes(&kind, "200", Duration::from_millis(4));
+        metrics.count_wakes("Deployment", 3);
+        metrics.count_wakes("Service", 0);
+        let first = metrics.reconcile_started();
+        let second = metrics.reconcile_started();
+        drop(first);
+        let text = metrics.encode();
+        assert!(text.contains("sluice_kubernetes_requests_total{verb=\"apply\",resource=\"deployments\",code=\"200\"} 1"), "{text}");
+        assert!(
+            text.contains("sluice_kubernetes_request_duration_seconds_count{verb=\"apply\"} 1")
+        );
+        assert!(text.contains("sluice_work_queue_wakes_total{kind=\"Deployment\"} 3"));
+        assert!(!text.contains("kind=\"Service\""), "no wake, no series");
+        assert!(text.contains("sluice_reconciles_in_flight 1"), "{text}");
+        drop(second);
+        assert!(metrics.encode().contains("sluice_reconciles_in_flight 0"));
+        for name in [
+            "process_cpu_seconds_total ",
+            "process_resident_memory_bytes ",
+            "process_open_fds ",
+            "process_start_time_seconds ",
+        ] {
+            assert!(text.contains(name), "{name} in {text}");
+        }
     }
 
     #[test]

@@ -1,0 +1,262 @@
+//! Every request sluice makes to the Kubernetes API, counted by verb, resource and status code
+//! (`sluice_kubernetes_requests_total`) and timed by verb, from a tower layer on the kube client:
+//! the one place all of them pass, whichever part of the controller made them. Verbs are the API
+//! server's (get, list, watch, create, update, patch, apply, delete, deletecollection), read from
+//! the method, the path and the query as kube-apiserver's request info does.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http::{Method, Request, Response};
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::Metrics;
+
+/// A kube client whose requests are counted in `metrics`.
+pub fn metered_client(
+    config: kube::Config,
+    metrics: &Arc<Metrics>,
+) -> Result<kube::Client, kube::Error> {
+    let layer = MeteredLayer {
+        metrics: metrics.clone(),
+    };
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&layer)
+        .build())
+}
+
+/// What a request is, as the API server would log it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestKind {
+    pub verb: &'static str,
+    /// The resource, with its subresource (`rollouts/status`), or `discovery` for the paths
+    /// that name none.
+    pub resource: String,
+}
+
+/// The verb and resource of a request to the API server.
+pub fn request_kind(
+    method: &Method,
+    path: &str,
+    query: Option<&str>,
+    content_type: Option<&str>,
+) -> RequestKind {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    // /api/v1/... and /apis/<group>/<version>/...
+    let rest = match segments.first() {
+        Some(&"api") if segments.len() > 2 => &segments[2..],
+        Some(&"apis") if segments.len() > 3 => &segments[3..],
+        _ => &[][..],
+    };
+    let rest = match rest {
+        ["namespaces", _, resource @ ..] if !resource.is_empty() => resource,
+        other => other,
+    };
+    let resource = match rest {
+        [] => "discovery".to_string(),
+        [resource] | [resource, _] => resource.to_string(),
+        [resource, _, subresource, ..] => format!("{resource}/{subresource}"),
+    };
+    // Only names an API path can hold, so the label stays bounded by what sluice calls.
+    let resource = if resource.len() <= 80
+        && resource
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-./".contains(&b))
+    {
+        resource
+    } else {
+        "other".to_string()
+    };
+    let item = rest.len() >= 2;
+    let watching = query.is_some_and(|q| {
+        q.split('&')
+            .any(|pair| pair == "watch=true" || pair == "watch=1")
+    });
+    let verb = match *method {
+        Method::GET if watching => "watch",
+        Method::GET if item || rest.is_empty() => "get",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH if content_type.is_some_and(|t| t.starts_with("application/apply-patch")) => {
+            "apply"
+        }
+        Method::PATCH => "patch",
+        Method::DELETE if item => "delete",
+        Method::DELETE => "deletecollection",
+        _ => "other",
+    };
+    RequestKind { verb, resource }
+}
+
+#[derive(Clone)]
+pub struct MeteredLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl<S> Layer<S> for MeteredLayer {
+    type Service = Metered<S>;
+
+    fn layer(&self, inner: S) -> Metered<S> {
+        Metered {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Metered<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+impl<S, RequestBody, ResponseBody> Service<Request<RequestBody>> for Metered<S>
+where
+    S: Service<Request<RequestBody>, Response = Response<ResponseBody>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    ResponseBody: 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<RequestBody>) -> Self::Future {
+        let content_type = request
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let kind = request_kind(
+            request.method(),
+            request.uri().path(),
+            request.uri().query(),
+            content_type,
+        );
+        let metrics = self.metrics.clone();
+        let started = Instant::now();
+        let answer = self.inner.call(request);
+        Box::pin(async move {
+            let answer = answer.await;
+            let code = match &answer {
+                Ok(response) => response.status().as_u16().to_string(),
+                Err(_) => "error".to_string(),
+            };
+            metrics.observe_kubernetes(&kind, &code, started.elapsed());
+            answer
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kind(method: Method, uri: &str, content_type: Option<&str>) -> (&'static str, String) {
+        let (path, query) = uri
+            .split_once('?')
+            .map_or((uri, None), |(p, q)| (p, Some(q)));
+        let kind = request_kind(&method, path, query, content_type);
+        (kind.verb, kind.resource)
+    }
+
+    #[test]
+    fn verbs_and_resources_read_as_the_api_server_reads_them() {
+        let cases = [
+            (
+                Method::GET,
+                "/apis/apps/v1/deployments?&limit=500",
+                None,
+                ("list", "deployments"),
+            ),
+            (
+                Method::GET,
+                "/apis/apps/v1/deployments?watch=true&resourceVersion=9",
+                None,
+                ("watch", "deployments"),
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/erp/services/web",
+                None,
+                ("get", "services"),
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/erp/services",
+                None,
+                ("list", "services"),
+            ),
+            (
+                Method::GET,
+                "/api/v1/namespaces/erp",
+                None,
+                ("get", "namespaces"),
+            ),
+            (
+                Method::GET,
+                "/apis/sluice.dev/v1alpha1",
+                None,
+                ("get", "discovery"),
+            ),
+            (Method::GET, "/version", None, ("get", "discovery")),
+            (
+                Method::POST,
+                "/apis/events.k8s.io/v1/namespaces/erp/events",
+                None,
+                ("create", "events"),
+            ),
+            (
+                Method::PUT,
+                "/apis/sluice.dev/v1alpha1/namespaces/erp/rollouts/web/status",
+                None,
+                ("update", "rollouts/status"),
+            ),
+            (
+                Method::PATCH,
+                "/apis/apps/v1/namespaces/erp/deployments/web-blue?fieldManager=sluice",
+                Some("application/apply-patch+yaml"),
+                ("apply", "deployments"),
+            ),
+            (
+                Method::PATCH,
+                "/apis/sluice.dev/v1alpha1/namespaces/erp/rollouts/web",
+                Some("application/merge-patch+json"),
+                ("patch", "rollouts"),
+            ),
+            (
+                Method::DELETE,
+                "/apis/networking.k8s.io/v1/namespaces/erp/ingresses/web-canary",
+                None,
+                ("delete", "ingresses"),
+            ),
+            (
+                Method::DELETE,
+                "/apis/networking.k8s.io/v1/namespaces/erp/ingresses",
+                None,
+                ("deletecollection", "ingresses"),
+            ),
+        ];
+        for (method, uri, content_type, (verb, resource)) in cases {
+            assert_eq!(
+                kind(method, uri, content_type),
+                (verb, resource.to_string()),
+                "{uri}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_path_no_api_holds_is_labelled_other() {
+        let odd = format!("/api/v1/namespaces/erp/{}", "X".repeat(5));
+        assert_eq!(kind(Method::GET, &odd, None).1, "other");
+    }
+}
