@@ -90,6 +90,20 @@ async fn cards_until(
     }
 }
 
+/// CI releases 1.1.0 through the API.
+async fn release(base: &str) {
+    let release = http()
+        .post(format!(
+            "{base}/api/v1/namespaces/{NS}/rollouts/{APP}/release"
+        ))
+        .bearer_auth(CI)
+        .json(&json!({"image": "erp/reporting:1.1.0"}))
+        .send()
+        .await
+        .expect("the API answers");
+    assert_eq!(release.status().as_u16(), 202, "the release is accepted");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_status_page_opens_with_a_read_token_kept_in_a_strict_cookie_and_streams_the_release() {
     bounded(async {
@@ -182,16 +196,7 @@ async fn the_status_page_opens_with_a_read_token_kept_in_a_strict_cookie_and_str
         assert_eq!(command.status().as_u16(), 401);
 
         // The stream sends the card now, then again as the release moves, to its promotion.
-        let release = http()
-            .post(format!(
-                "{base}/api/v1/namespaces/{NS}/rollouts/{APP}/release"
-            ))
-            .bearer_auth(CI)
-            .json(&json!({"image": "erp/reporting:1.1.0"}))
-            .send()
-            .await
-            .expect("the release is accepted");
-        assert_eq!(release.status().as_u16(), 202);
+        release(&base).await;
         let cards = cards_until(&base, &cookie, secs(60), |html| {
             html.contains(r#"data-phase="Succeeded""#)
                 && html.contains("class=\"check verdict-pass\"")
@@ -220,6 +225,76 @@ async fn the_status_page_opens_with_a_read_token_kept_in_a_strict_cookie_and_str
                 .expect("ASCII")
                 .contains("Max-Age=0")
         );
+        env.finish().await;
+    })
+    .await;
+}
+
+/// Where the browser test leaves its screenshots (the README shows one of them).
+fn screenshots() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/status-page")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_signs_in_and_watches_a_release_move_on_the_status_page_without_a_reload() {
+    use tokio::io::AsyncBufReadExt;
+
+    bounded(async {
+        let (env, api, _) = env_with_api(json!({})).await;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let limit = secs(90);
+        let mut driver = tokio::process::Command::new("node")
+            .arg(root.join("tests/status_page/drive.mjs"))
+            .env("SLUICE_PAGE_URL", format!("{}/", api.base()))
+            .env("SLUICE_TOKEN", READER)
+            .env("SLUICE_NAMESPACE", NS)
+            .env("SLUICE_ROLLOUT", APP)
+            .env("SLUICE_FINAL_PHASE", "Succeeded")
+            .env("SLUICE_SCREENSHOT_DIR", screenshots())
+            .env("SLUICE_TIMEOUT_MS", limit.as_millis().to_string())
+            .stdout(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("node runs tests/status_page/drive.mjs (scripts/ensure-deps installs it)");
+        let mut said = tokio::io::BufReader::new(driver.stdout.take().expect("its stdout")).lines();
+        let ready = tokio::time::timeout(secs(60), said.next_line())
+            .await
+            .expect("the browser signs in and the page goes live within 60 s")
+            .expect("its stdout reads")
+            .expect("a line: the driver failed before the page was live (its stderr says why)");
+        let ready: Value = serde_json::from_str(&ready).expect("JSON");
+        assert_eq!(ready["event"], "ready", "{ready}");
+        assert_eq!(ready["phase"], "Ready", "{ready}");
+
+        // Only now does the release start: the page must follow it live.
+        release(api.base()).await;
+        let done = tokio::time::timeout(limit + secs(15), said.next_line())
+            .await
+            .expect("the browser sees the promotion in time")
+            .expect("its stdout reads")
+            .expect("a line: the driver failed (its stderr says why)");
+        let done: Value = serde_json::from_str(&done).expect("JSON");
+        let exit = driver.wait().await.expect("the driver exits");
+        assert!(exit.success(), "the driver failed: {exit}");
+        let weights: Vec<&Value> = done["states"]
+            .as_array()
+            .expect("the states the page showed")
+            .iter()
+            .map(|s| &s["weight"])
+            .collect();
+        println!("the page showed: {}", done["states"]);
+        for step in [json!(20), json!(50)] {
+            assert!(
+                weights.contains(&&step),
+                "the page showed the {step}% step: {done}"
+            );
+        }
+        for shot in ["status-page.png", "mid-release.png"] {
+            let size = std::fs::metadata(screenshots().join(shot))
+                .map(|m| m.len())
+                .unwrap_or(0);
+            assert!(size > 10_000, "{shot} was taken ({size} bytes)");
+        }
         env.finish().await;
     })
     .await;

@@ -138,6 +138,14 @@ pub fn release_chart(history: &[Transition], now: DateTime<Utc>) -> String {
         HEIGHT - 6.0,
         duration_label(span as i64 / 1000)
     );
+    // What the rows are.
+    let _ = write!(
+        svg,
+        r#"<text class="axis" x="{:.1}" y="16" text-anchor="end">checks</text><text class="legend" x="{:.1}" y="{:.1}" text-anchor="middle">share of traffic on the candidate</text>"#,
+        LEFT - 6.0,
+        LEFT + (WIDTH - LEFT - RIGHT) / 2.0,
+        HEIGHT - 6.0
+    );
     // Step changes.
     let mut step = None;
     for transition in release {

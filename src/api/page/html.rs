@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
-use sluice_strategies::status::RolloutStatus;
+use sluice_strategies::status::{Phase, RolloutStatus};
 
 use super::chart::release_chart;
 
@@ -49,6 +49,10 @@ pub fn card(data: &CardData<'_>, now: DateTime<Utc>) -> String {
         .canary_weight
         .map(|w| w.to_string())
         .unwrap_or_default();
+    let in_flight = matches!(
+        status.phase,
+        Phase::Progressing | Phase::Paused | Phase::Promoting
+    );
     let step = status.step.map(|s| s.to_string()).unwrap_or_default();
     let (namespace, name) = (escape(data.namespace), escape(data.name));
     let mut html = String::new();
@@ -69,7 +73,7 @@ pub fn card(data: &CardData<'_>, now: DateTime<Utc>) -> String {
             escape(strategy)
         );
     }
-    if !weight.is_empty() {
+    if in_flight && !weight.is_empty() {
         let _ = write!(
             html,
             r#"<span class="weight">{weight}% to candidate</span>"#
@@ -91,6 +95,7 @@ pub fn card(data: &CardData<'_>, now: DateTime<Utc>) -> String {
     if let Some(message) = &status.message {
         let _ = write!(html, r#"<p class="message">{}</p>"#, escape(message));
     }
+    html.push_str(r#"<div class="release">"#);
     html.push_str(&release_chart(&status.history, now));
     if !status.analysis.is_empty() {
         html.push_str(
@@ -100,7 +105,7 @@ pub fn card(data: &CardData<'_>, now: DateTime<Utc>) -> String {
             let value = check
                 .value
                 .filter(|v| v.is_finite())
-                .map_or_else(|| "–".to_string(), |v| format!("{v:.3}"));
+                .map_or_else(|| "–".to_string(), |v| with_unit(v, &check.bound));
             let _ = write!(
                 html,
                 r#"<tr class="verdict-{}"><td>{}</td><td>{value}</td><td>{}</td><td>{}</td></tr>"#,
@@ -112,8 +117,17 @@ pub fn card(data: &CardData<'_>, now: DateTime<Utc>) -> String {
         }
         html.push_str("</tbody></table>");
     }
-    html.push_str("</section>");
+    html.push_str("</div></section>");
     html
+}
+
+/// A value in the unit its bound is stated in (`<= 1%`, `<= 500ms`), to two decimals at most.
+fn with_unit(value: f64, bound: &str) -> String {
+    let unit = bound.trim_end_matches(|c: char| !(c.is_ascii_digit() || c == '.'));
+    let unit = &bound[unit.len()..];
+    let number = format!("{value:.2}");
+    let number = number.trim_end_matches('0').trim_end_matches('.');
+    format!("{number}{}", escape(unit))
 }
 
 /// The frame around a page's body: the stylesheet and, for live pages, the script, both served by
@@ -125,7 +139,7 @@ pub fn layout(title: &str, header_extra: &str, body: &str, live: bool) -> String
         ""
     };
     format!(
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{}</title><link rel="stylesheet" href="/page/style.css">{script}</head><body><header class="top"><h1><a href="/">sluice</a></h1><span class="live-state" aria-live="polite"></span>{header_extra}</header><main>{body}</main></body></html>"#,
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1"><title>{}</title><link rel="icon" href="/page/icon.svg" type="image/svg+xml"><link rel="stylesheet" href="/page/style.css">{script}</head><body><header class="top"><h1><a href="/">sluice</a></h1><span class="live-state" aria-live="polite"></span>{header_extra}</header><main>{body}</main></body></html>"#,
         escape(title)
     )
 }
@@ -161,7 +175,8 @@ pub fn overview(
         || "all namespaces".to_string(),
         |n| format!("namespace {}", escape(n)),
     );
-    let _ = write!(body, r#"<p class="scope">{total} Rollouts in {scope}"#);
+    let noun = if total == 1 { "Rollout" } else { "Rollouts" };
+    let _ = write!(body, r#"<p class="scope">{total} {noun} in {scope}"#);
     if namespace.is_some() {
         body.push_str(r#" · <a href="/">all namespaces</a>"#);
     }
@@ -182,7 +197,7 @@ pub fn overview(
 
 #[cfg(test)]
 mod tests {
-    use sluice_strategies::status::{MetricResult, Phase, Verdict};
+    use sluice_strategies::status::{MetricResult, Verdict};
 
     use super::*;
 
@@ -222,9 +237,33 @@ mod tests {
         assert!(html.starts_with(r#"<section class="rollout phase-progressing" id="rollout/erp-system/reporting" data-namespace="erp-system" data-name="reporting" data-phase="Progressing" data-weight="25" data-step="2">"#), "{html}");
         assert!(html.contains("step 2/4</span>") && html.contains("25% to candidate"));
         assert!(html.contains("step 2/4: &lt;25%&gt;"));
-        assert!(html.contains(r#"<tr class="verdict-pass"><td>error-rate</td><td>0.250</td><td>&lt;= 1%</td><td>pass</td></tr>"#), "{html}");
+        assert!(html.contains(r#"<tr class="verdict-pass"><td>error-rate</td><td>0.25%</td><td>&lt;= 1%</td><td>pass</td></tr>"#), "{html}");
         assert!(html.contains(r#"<svg class="release-chart""#));
-        assert!(html.ends_with("</section>"));
+        assert!(html.ends_with("</div></section>"));
+        let settled = RolloutStatus {
+            phase: Phase::Succeeded,
+            canary_weight: Some(0),
+            ..RolloutStatus::default()
+        };
+        let html = card(
+            &CardData {
+                status: &settled,
+                ..data
+            },
+            Utc::now(),
+        );
+        assert!(
+            !html.contains("to candidate"),
+            "no weight outside a release: {html}"
+        );
+    }
+
+    #[test]
+    fn values_read_in_the_unit_of_their_bound() {
+        assert_eq!(with_unit(83.944, "<= 500ms"), "83.94ms");
+        assert_eq!(with_unit(0.0, "<= 5%"), "0%");
+        assert_eq!(with_unit(2.5, ">= 1"), "2.5");
+        assert_eq!(with_unit(120.0, "<= 1e3"), "120");
     }
 
     #[test]
@@ -236,6 +275,7 @@ mod tests {
             Some("ops"),
         );
         assert!(page.contains("3 Rollouts in namespace shop"), "{page}");
+        assert!(overview(&[], 1, None, None).contains("1 Rollout in all namespaces"));
         assert!(page.contains("showing the first 1"));
         assert!(page.contains(r#"action="/sign-out""#) && page.contains("<span>ops</span>"));
         assert!(page.contains(r#"<script src="/page/live.js" defer></script>"#));

@@ -47,6 +47,8 @@ pub fn routes() -> axum::Router<ApiState> {
         .route("/page/events", get(stream::cards))
         .route("/page/live.js", get(script))
         .route("/page/style.css", get(style))
+        .route("/page/icon.svg", get(icon))
+        .route("/favicon.ico", get(icon))
 }
 
 #[derive(Debug, Deserialize)]
@@ -347,6 +349,10 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
 
 async fn script() -> Response {
     asset("text/javascript; charset=utf-8", include_str!("live.js"))
+}
+
+async fn icon() -> Response {
+    asset("image/svg+xml", include_str!("icon.svg"))
 }
 
 async fn style() -> Response {
