@@ -172,6 +172,7 @@ fn detail(state: &ApiState, rollout: &Rollout) -> RolloutDetail {
         analysis: status.analysis.iter().map(check).collect(),
         conditions: status.conditions.iter().map(condition).collect(),
         rollback_reason: status.rollback_reason.clone(),
+        rollback_cause: status.rollback_cause.map(|c| c.as_str().to_string()),
         history: status.history.iter().map(transition).collect(),
         summary,
     }

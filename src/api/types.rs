@@ -69,6 +69,10 @@ pub struct RolloutDetail {
     /// Why the latest release was given up.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_reason: Option<String>,
+    /// The kind of reason in one word: `failed_checks`, `failed_queries`, `inconclusive`,
+    /// `progress_deadline`, `aborted` or `withdrawn`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_cause: Option<String>,
     /// The transitions of the current and the previous release, oldest first.
     pub history: Vec<TransitionView>,
 }

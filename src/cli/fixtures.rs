@@ -93,6 +93,7 @@ pub fn detail() -> RolloutDetail {
             last_transition_time: Some(at(0)),
         }],
         rollback_reason: None,
+        rollback_cause: None,
         history: vec![
             TransitionView {
                 message: Some("revision stab promoted".to_string()),

@@ -21,7 +21,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use sluice_strategies::plan::{ReleasePlan, StrategyPlan};
 use sluice_strategies::release::{Command, Note};
-use sluice_strategies::status::{Phase, RolloutStatus, Stage};
+use sluice_strategies::status::{Phase, RollbackCause, RolloutStatus, Stage};
 use std::sync::atomic::AtomicU64;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -81,6 +81,13 @@ struct OutcomeLabels {
     namespace: String,
     rollout: String,
     outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CauseLabels {
+    namespace: String,
+    rollout: String,
+    cause: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -156,6 +163,7 @@ pub struct Metrics {
     api_requests: Family<RouteLabels, Counter>,
     api_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     rollback_duration: Family<RolloutLabels, Histogram, fn() -> Histogram>,
+    rollbacks: Family<CauseLabels, Counter>,
     kubernetes_requests: Family<KubernetesLabels, Counter>,
     kubernetes_duration: Family<VerbLabels, Histogram, fn() -> Histogram>,
     reconciles_in_flight: Gauge,
@@ -214,6 +222,7 @@ impl Metrics {
             api_requests: Family::default(),
             api_duration: Family::new_with_constructor(seconds_buckets),
             rollback_duration: Family::new_with_constructor(rollback_buckets),
+            rollbacks: Family::default(),
             kubernetes_requests: Family::default(),
             kubernetes_duration: Family::new_with_constructor(seconds_buckets),
             reconciles_in_flight: Gauge::default(),
@@ -322,6 +331,11 @@ impl Metrics {
             "sluice_rollback_duration_seconds",
             "From a release's first failed check to its traffic back on the stable slot",
             metrics.rollback_duration.clone(),
+        );
+        registry.register(
+            "sluice_rollbacks",
+            "Releases given up, by cause (failed_checks, failed_queries, inconclusive, progress_deadline, aborted)",
+            metrics.rollbacks.clone(),
         );
         registry.register(
             "sluice_kubernetes_requests",
@@ -497,6 +511,18 @@ impl Metrics {
                 outcome: outcome.into(),
             };
             self.releases.get_or_create(&labels).inc();
+            if let Some(cause) = status
+                .rollback_cause
+                .filter(|_| outcome != "promoted" && outcome != "superseded")
+            {
+                self.rollbacks
+                    .get_or_create(&CauseLabels {
+                        namespace: namespace.into(),
+                        rollout: name.into(),
+                        cause: cause.as_str().into(),
+                    })
+                    .inc();
+            }
             if let Some(started) = status.release_started_at {
                 let took = (now - started).to_std().unwrap_or_default();
                 self.release_duration
@@ -517,6 +543,13 @@ impl Metrics {
         }
         self.weight.remove(&rollout);
         self.rollback_duration.remove(&rollout);
+        for cause in RollbackCause::ALL {
+            self.rollbacks.remove(&CauseLabels {
+                namespace: namespace.into(),
+                rollout: name.into(),
+                cause: cause.as_str().into(),
+            });
+        }
         self.step.remove(&rollout);
         self.step_count.remove(&rollout);
         let mut known = self.lock_known();
@@ -840,6 +873,7 @@ mod tests {
         let mut status = stepping();
         status.release_started_at = Some(Utc::now() - chrono::Duration::seconds(30));
         status.rollback_reason = Some("c1: aborted by command: p99".into());
+        status.rollback_cause = Some(RollbackCause::Aborted);
         let notes = [Note {
             reason: "RolledBack",
             message: "...".into(),
@@ -870,6 +904,12 @@ mod tests {
         assert!(text.contains(
             "sluice_release_duration_seconds_count{namespace=\"ns\",rollout=\"web\",outcome=\"aborted\"} 1"
         ));
+        assert!(
+            text.contains(
+                "sluice_rollbacks_total{namespace=\"ns\",rollout=\"web\",cause=\"aborted\"} 1"
+            ),
+            "{text}"
+        );
         assert_eq!(command_source("promote@41"), "annotation");
     }
 
@@ -900,6 +940,28 @@ mod tests {
                 now: Utc::now(),
             },
         );
+        let rolled_back = RolloutStatus {
+            rollback_cause: Some(RollbackCause::FailedChecks),
+            ..stepping()
+        };
+        let notes = [Note {
+            reason: "RolledBack",
+            message: "...".into(),
+            warning: true,
+        }];
+        metrics.count_reconcile(
+            "ns",
+            "web",
+            Reconciled {
+                check: None,
+                command: None,
+                notes: &notes,
+                previous: &stepping(),
+                status: &rolled_back,
+                now: Utc::now(),
+            },
+        );
+        assert!(metrics.encode().contains("cause=\"failed_checks\"} 1"));
         metrics.forget_rollout("ns", "web");
         let text = metrics.encode();
         assert!(lines_naming(&text, "web").is_empty(), "{text}");

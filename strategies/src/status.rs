@@ -102,6 +102,47 @@ impl std::fmt::Display for Verdict {
     }
 }
 
+/// Why a release was given up: a bounded word for metrics and alerts, beside the message.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Hash, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RollbackCause {
+    /// More failed checks than `failureLimit` (or one after a blue/green switch).
+    FailedChecks,
+    /// More checks whose queries failed than `errorLimit`.
+    FailedQueries,
+    /// More inconclusive checks than `inconclusiveLimit`.
+    Inconclusive,
+    /// The candidate was not ready, or could not be switched to, within `progressDeadline`.
+    ProgressDeadline,
+    /// An `abort` command.
+    Aborted,
+    /// The target went back to the stable revision while the release was in flight.
+    Withdrawn,
+}
+
+impl RollbackCause {
+    /// The snake_case word of metrics labels.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RollbackCause::FailedChecks => "failed_checks",
+            RollbackCause::FailedQueries => "failed_queries",
+            RollbackCause::Inconclusive => "inconclusive",
+            RollbackCause::ProgressDeadline => "progress_deadline",
+            RollbackCause::Aborted => "aborted",
+            RollbackCause::Withdrawn => "withdrawn",
+        }
+    }
+
+    pub const ALL: [RollbackCause; 6] = [
+        RollbackCause::FailedChecks,
+        RollbackCause::FailedQueries,
+        RollbackCause::Inconclusive,
+        RollbackCause::ProgressDeadline,
+        RollbackCause::Aborted,
+        RollbackCause::Withdrawn,
+    ];
+}
+
 /// The latest check of one metric.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -240,6 +281,9 @@ pub struct RolloutStatus {
     /// Why the latest release was given up (shown while and after it rolls back).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rollback_reason: Option<String>,
+    /// The kind of reason, in one word.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_cause: Option<RollbackCause>,
     /// The nonce of the latest command consumed, so that none is applied twice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_command: Option<String>,

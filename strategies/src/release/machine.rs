@@ -10,7 +10,7 @@ use chrono::{DateTime, Utc};
 use super::{Command, CommandVerb, Decision, Note, World, report, revision};
 use crate::analysis::{CheckOutcome, one_line};
 use crate::plan::{BlueGreenPlan, CanaryPlan, ReleasePlan, StrategyPlan};
-use crate::status::{Phase, RolloutStatus, ScaleDown, Slot, Stage, Verdict};
+use crate::status::{Phase, RollbackCause, RolloutStatus, ScaleDown, Slot, Stage, Verdict};
 
 pub(super) struct Machine<'a> {
     pub(super) plan: &'a ReleasePlan,
@@ -206,35 +206,47 @@ impl Machine<'_> {
             Verdict::Fail if self.s.stage == Some(Stage::Verifying) => {
                 self.s.failed_checks += 1;
                 self.s.first_failure_at.get_or_insert(self.now());
-                Some(format!(
-                    "{summary} (failed after the switch; failureLimit applies before it only)"
+                Some((
+                    RollbackCause::FailedChecks,
+                    format!(
+                        "{summary} (failed after the switch; failureLimit applies before it only)"
+                    ),
                 ))
             }
             Verdict::Fail => {
                 self.s.failed_checks += 1;
                 self.s.first_failure_at.get_or_insert(self.now());
                 (self.s.failed_checks > analysis.failure_limit).then(|| {
-                    format!(
-                        "{summary} ({} failed checks > failureLimit {})",
-                        self.s.failed_checks, analysis.failure_limit
+                    (
+                        RollbackCause::FailedChecks,
+                        format!(
+                            "{summary} ({} failed checks > failureLimit {})",
+                            self.s.failed_checks, analysis.failure_limit
+                        ),
                     )
                 })
             }
             Verdict::Inconclusive => {
                 self.s.inconclusive_checks += 1;
                 (self.s.inconclusive_checks > analysis.inconclusive_limit).then(|| {
-                    format!(
-                        "{summary} ({} inconclusive checks > inconclusiveLimit {})",
-                        self.s.inconclusive_checks, analysis.inconclusive_limit
+                    (
+                        RollbackCause::Inconclusive,
+                        format!(
+                            "{summary} ({} inconclusive checks > inconclusiveLimit {})",
+                            self.s.inconclusive_checks, analysis.inconclusive_limit
+                        ),
                     )
                 })
             }
             Verdict::Error => {
                 self.s.error_checks += 1;
                 (self.s.error_checks > analysis.error_limit).then(|| {
-                    format!(
-                        "{summary} ({} failed queries > errorLimit {})",
-                        self.s.error_checks, analysis.error_limit
+                    (
+                        RollbackCause::FailedQueries,
+                        format!(
+                            "{summary} ({} failed queries > errorLimit {})",
+                            self.s.error_checks, analysis.error_limit
+                        ),
                     )
                 })
             }
@@ -246,8 +258,8 @@ impl Machine<'_> {
                 true,
             );
         }
-        if let Some(reason) = exceeded {
-            self.roll_back(reason, true);
+        if let Some((cause, reason)) = exceeded {
+            self.roll_back(cause, reason, true);
         }
     }
 
@@ -291,7 +303,7 @@ impl Machine<'_> {
                         crate::duration::format(self.plan.progress_deadline),
                         self.full()
                     );
-                    self.roll_back(reason, true);
+                    self.roll_back(RollbackCause::ProgressDeadline, reason, true);
                 } else if verb == Some(CommandVerb::PromoteFull) {
                     self.enter(Stage::PromotingScale);
                 }
@@ -323,7 +335,7 @@ impl Machine<'_> {
                         "candidate not ready at full size for promotion after {}",
                         crate::duration::format(self.plan.progress_deadline)
                     );
-                    self.roll_back(reason, true);
+                    self.roll_back(RollbackCause::ProgressDeadline, reason, true);
                 }
             }
             Some(Stage::PromotingSwitch) => {
@@ -336,7 +348,7 @@ impl Machine<'_> {
                         self.candidate(),
                         crate::duration::format(self.plan.progress_deadline)
                     );
-                    self.roll_back(reason, true);
+                    self.roll_back(RollbackCause::ProgressDeadline, reason, true);
                 }
             }
             Some(Stage::PromotingDrain) => {
@@ -480,6 +492,7 @@ impl Machine<'_> {
             self.s.rolled_back_revision = Some(self.target_revision.clone());
             self.s.rollback_reason =
                 Some(format!("{}: {}", self.target_revision, self.abort_words));
+            self.s.rollback_cause = Some(RollbackCause::Aborted);
             self.settle(Phase::RolledBack);
             return;
         }
@@ -536,6 +549,7 @@ impl Machine<'_> {
         let old = self.s.candidate_revision.clone().unwrap_or_default();
         if Some(&self.target_revision) == self.s.stable_revision.as_ref() {
             self.roll_back(
+                RollbackCause::Withdrawn,
                 format!("the target went back to the stable revision; {old} withdrawn"),
                 false,
             );
@@ -560,16 +574,17 @@ impl Machine<'_> {
         if self.s.stable_revision.as_ref() != Some(&self.target_revision) {
             self.s.candidate_revision = Some(self.target_revision.clone());
         }
-        self.roll_back(self.abort_words.clone(), true);
+        self.roll_back(RollbackCause::Aborted, self.abort_words.clone(), true);
         true
     }
 
-    pub(super) fn roll_back(&mut self, reason: String, remember: bool) {
+    pub(super) fn roll_back(&mut self, cause: RollbackCause, reason: String, remember: bool) {
         if remember {
             self.s.rolled_back_revision = self.s.candidate_revision.clone();
         }
         let revision = self.s.candidate_revision.clone().unwrap_or_default();
         self.s.rollback_reason = Some(format!("{revision}: {reason}"));
+        self.s.rollback_cause = Some(cause);
         self.enter(Stage::RollingBack);
         self.note("RollingBack", format!("{revision}: {reason}"), true);
     }
@@ -605,6 +620,7 @@ impl Machine<'_> {
             self.note("RolledBack", reason, true);
         } else {
             self.s.rollback_reason = None;
+            self.s.rollback_cause = None;
         }
         let settled = self.s.candidate_revision.take();
         self.forget_record(settled);

@@ -10,7 +10,7 @@ use super::*;
 use crate::analysis::CheckOutcome;
 use crate::presets::Presets;
 use crate::spec::RolloutSpec;
-use crate::status::{ConditionStatus, Phase, Verdict};
+use crate::status::{ConditionStatus, Phase, RollbackCause, Verdict};
 
 pub(super) fn plan(extra: Value) -> ReleasePlan {
     let mut spec = json!({
@@ -357,6 +357,7 @@ fn failed_checks_roll_back_with_the_weight_at_zero_before_any_scale_down() {
         sim.status.message
     );
     assert_eq!(sim.condition("Promoted"), ConditionStatus::False);
+    assert_eq!(sim.status.rollback_cause, Some(RollbackCause::FailedChecks));
 
     sim.tick(600, Verdict::Pass);
     assert_eq!(
@@ -388,6 +389,10 @@ fn a_candidate_that_never_becomes_ready_is_rolled_back_at_the_deadline() {
     assert!(
         message.contains("not ready after progressDeadline 2m: 0/2 ready"),
         "{message}"
+    );
+    assert_eq!(
+        sim.status.rollback_cause,
+        Some(RollbackCause::ProgressDeadline)
     );
 }
 
@@ -468,6 +473,7 @@ fn abort_and_pause() {
     sim.run_until(Stage::Steady, 1, Verdict::Pass, 5);
     assert_eq!(sim.status.phase, Phase::RolledBack);
     assert!(sim.message().contains("aborted by command"));
+    assert_eq!(sim.status.rollback_cause, Some(RollbackCause::Aborted));
 }
 
 #[test]
@@ -530,6 +536,10 @@ fn unreachable_prometheus_never_promotes_and_says_why() {
     sim.run_until(Stage::Steady, 1, Verdict::Pass, 5);
     assert_eq!(sim.status.phase, Phase::RolledBack);
     assert!(sim.message().contains("errorLimit 2"));
+    assert_eq!(
+        sim.status.rollback_cause,
+        Some(RollbackCause::FailedQueries)
+    );
 }
 
 #[test]

@@ -5,7 +5,7 @@ use serde_json::json;
 
 use super::tests::{Sim, plan};
 use super::*;
-use crate::status::{Phase, Verdict};
+use crate::status::{Phase, RollbackCause, Verdict};
 
 #[test]
 fn a_paused_canary_step_holds_until_resumed() {
@@ -258,6 +258,7 @@ fn inconclusive_checks_roll_back_one_past_their_limit_and_are_told() {
         "{}",
         sim.message()
     );
+    assert_eq!(sim.status.rollback_cause, Some(RollbackCause::Inconclusive));
 }
 
 #[test]
@@ -320,9 +321,16 @@ fn a_release_withdrawn_by_the_target_going_back_to_stable_ends_ready_not_rolled_
     sim.release("erp/reporting:1.1");
     sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
     sim.release("erp/reporting:1.0");
+    sim.tick(1, Verdict::Pass);
+    assert_eq!(sim.stage(), Stage::RollingBack);
+    assert_eq!(sim.status.rollback_cause, Some(RollbackCause::Withdrawn));
     sim.run_until(Stage::Steady, 1, Verdict::Pass, 6);
     assert_eq!(sim.status.phase, Phase::Ready);
     assert!(sim.status.rolled_back_revision.is_none());
+    assert_eq!(
+        sim.status.rollback_cause, None,
+        "a withdrawn release is no rollback"
+    );
 }
 
 #[test]
