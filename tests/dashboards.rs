@@ -30,7 +30,7 @@ const ROLLOUT_QUERY: &str =
     r#"label_values(sluice_rollout_phase{namespace=~"$namespace"}, rollout)"#;
 
 /// sluice's gauges and counters, as Prometheus scrapes them.
-const SLUICE_SERIES: [&str; 15] = [
+const SLUICE_SERIES: [&str; 19] = [
     "sluice_rollout_canary_weight_percent",
     "sluice_rollout_step",
     "sluice_rollout_steps",
@@ -46,18 +46,24 @@ const SLUICE_SERIES: [&str; 15] = [
     "sluice_reconcile_errors_total",
     "sluice_prometheus_query_failures_total",
     "sluice_api_requests_total",
+    "sluice_rollbacks_total",
+    "sluice_kubernetes_requests_total",
+    "sluice_reconciles_in_flight",
+    "sluice_work_queue_wakes_total",
 ];
 
 /// sluice's histograms: each is scraped as `_bucket`, `_sum` and `_count` series.
-const SLUICE_HISTOGRAMS: [&str; 4] = [
+const SLUICE_HISTOGRAMS: [&str; 6] = [
     "sluice_release_duration_seconds",
     "sluice_reconcile_duration_seconds",
     "sluice_prometheus_query_duration_seconds",
     "sluice_api_request_duration_seconds",
+    "sluice_rollback_duration_seconds",
+    "sluice_kubernetes_request_duration_seconds",
 ];
 
 /// What else the dashboards show: ingress-nginx's traffic, the applications' own request
-/// metrics (blue/green slots) and the standard process metrics (not exported by sluice yet).
+/// metrics (blue/green slots) and the standard process metrics (sluice reads them from /proc).
 const OTHER_SERIES: [&str; 6] = [
     "nginx_ingress_controller_requests",
     "nginx_ingress_controller_request_duration_seconds_bucket",

@@ -450,15 +450,20 @@ impl Metrics {
             revisions: revisions.clone(),
             metrics,
         };
-        if let Some(before) = known.insert(rollout.clone(), known_now) {
+        let before = known.insert(rollout.clone(), known_now);
+        let now = &known[&rollout].metrics;
+        let had = |metric: &String| before.as_ref().is_some_and(|b| b.metrics.contains(metric));
+        let new_metrics: Vec<&String> = now.iter().filter(|m| !had(m)).collect();
+        self.zero_counters(&rollout, before.is_none(), &new_metrics);
+        if let Some(before) = &before {
             if before.revisions != revisions {
                 self.revisions.remove(&before.revisions);
             }
-            let now = &known[&rollout].metrics;
             for gone in before.metrics.iter().filter(|m| !now.contains(m)) {
                 self.forget_metric(&rollout, gone);
             }
         }
+        drop(known);
         self.revisions.get_or_create(&revisions).set(1);
     }
 
@@ -543,12 +548,8 @@ impl Metrics {
         }
         self.weight.remove(&rollout);
         self.rollback_duration.remove(&rollout);
-        for cause in RollbackCause::ALL {
-            self.rollbacks.remove(&CauseLabels {
-                namespace: namespace.into(),
-                rollout: name.into(),
-                cause: cause.as_str().into(),
-            });
+        for labels in cause_labels(&rollout) {
+            self.rollbacks.remove(&labels);
         }
         self.step.remove(&rollout);
         self.step_count.remove(&rollout);
@@ -561,40 +562,35 @@ impl Metrics {
         drop(known);
         for metric in &metrics {
             self.forget_metric(&rollout, metric);
-            for verdict in ["pass", "fail", "inconclusive", "error"] {
-                self.checks.remove(&CheckLabels {
-                    namespace: namespace.into(),
-                    rollout: name.into(),
-                    metric: metric.clone(),
-                    verdict: verdict.into(),
-                });
-            }
         }
-        for verb in [
-            "promote",
-            "promote-full",
-            "abort",
-            "pause",
-            "resume",
-            "retry",
-        ] {
-            for source in ["api", "annotation"] {
-                self.commands.remove(&CommandLabels {
-                    namespace: namespace.into(),
-                    rollout: name.into(),
-                    verb: verb.into(),
-                    source: source.into(),
-                });
-            }
+        for labels in command_labels(&rollout) {
+            self.commands.remove(&labels);
         }
-        for outcome in OUTCOMES {
-            let labels = OutcomeLabels {
-                namespace: namespace.into(),
-                rollout: name.into(),
-                outcome: outcome.into(),
-            };
+        for labels in outcome_labels(&rollout) {
             self.releases.remove(&labels);
             self.release_duration.remove(&labels);
+        }
+    }
+
+    /// The counters of a Rollout seen for the first time (or of its new analysis metrics) start
+    /// at 0: a series that first appears at 1 shows no increase in PromQL, and the dashboards
+    /// would miss each Rollout's first rollback, command or failed check.
+    fn zero_counters(&self, rollout: &RolloutLabels, first_sight: bool, new_metrics: &[&String]) {
+        if first_sight {
+            for labels in outcome_labels(rollout) {
+                let _ = self.releases.get_or_create(&labels);
+            }
+            for labels in cause_labels(rollout) {
+                let _ = self.rollbacks.get_or_create(&labels);
+            }
+            for labels in command_labels(rollout) {
+                let _ = self.commands.get_or_create(&labels);
+            }
+        }
+        for metric in new_metrics {
+            for labels in check_labels(rollout, metric) {
+                let _ = self.checks.get_or_create(&labels);
+            }
         }
     }
 
@@ -603,6 +599,9 @@ impl Metrics {
         self.analysis_value.remove(&labels);
         self.analysis_max.remove(&labels);
         self.analysis_min.remove(&labels);
+        for labels in check_labels(rollout, metric) {
+            self.checks.remove(&labels);
+        }
     }
 
     /// A reconcile begins; it is counted in flight until the guard drops.
@@ -711,6 +710,68 @@ fn phase_labels(rollout: &RolloutLabels, phase: Phase) -> PhaseLabels {
         rollout: rollout.rollout.clone(),
         phase: format!("{phase:?}"),
     }
+}
+
+const VERDICTS: [&str; 4] = ["pass", "fail", "inconclusive", "error"];
+const VERBS: [&str; 6] = [
+    "promote",
+    "promote-full",
+    "abort",
+    "pause",
+    "resume",
+    "retry",
+];
+const SOURCES: [&str; 2] = ["api", "annotation"];
+
+fn check_labels(rollout: &RolloutLabels, metric: &str) -> Vec<CheckLabels> {
+    VERDICTS
+        .iter()
+        .map(|verdict| CheckLabels {
+            namespace: rollout.namespace.clone(),
+            rollout: rollout.rollout.clone(),
+            metric: metric.into(),
+            verdict: (*verdict).into(),
+        })
+        .collect()
+}
+
+fn command_labels(rollout: &RolloutLabels) -> Vec<CommandLabels> {
+    let mut labels = Vec::new();
+    for verb in VERBS {
+        for source in SOURCES {
+            labels.push(CommandLabels {
+                namespace: rollout.namespace.clone(),
+                rollout: rollout.rollout.clone(),
+                verb: verb.into(),
+                source: source.into(),
+            });
+        }
+    }
+    labels
+}
+
+fn outcome_labels(rollout: &RolloutLabels) -> Vec<OutcomeLabels> {
+    OUTCOMES
+        .iter()
+        .map(|outcome| OutcomeLabels {
+            namespace: rollout.namespace.clone(),
+            rollout: rollout.rollout.clone(),
+            outcome: (*outcome).into(),
+        })
+        .collect()
+}
+
+/// The causes a rollback is counted under (a withdrawn release ends Ready, not rolled back).
+fn cause_labels(rollout: &RolloutLabels) -> Vec<CauseLabels> {
+    RollbackCause::ALL
+        .iter()
+        .filter(|cause| **cause != RollbackCause::Withdrawn)
+        .map(|cause| CauseLabels {
+            namespace: rollout.namespace.clone(),
+            rollout: rollout.rollout.clone(),
+            cause: cause.as_str().into(),
+        })
+        .collect()
 }
 
 fn metric_labels(rollout: &RolloutLabels, metric: &str) -> MetricLabels {
@@ -911,6 +972,32 @@ mod tests {
             "{text}"
         );
         assert_eq!(command_source("promote@41"), "annotation");
+    }
+
+    #[test]
+    fn a_rollouts_counters_start_at_zero_so_its_first_event_is_an_increase() {
+        let metrics = Metrics::new();
+        metrics.observe_rollout("ns", "web", None, &stepping());
+        let text = metrics.encode();
+        for zero in [
+            "sluice_releases_total{namespace=\"ns\",rollout=\"web\",outcome=\"rolled_back\"} 0",
+            "sluice_rollbacks_total{namespace=\"ns\",rollout=\"web\",cause=\"failed_checks\"} 0",
+            "sluice_commands_total{namespace=\"ns\",rollout=\"web\",verb=\"abort\",source=\"api\"} 0",
+            "sluice_analysis_checks_total{namespace=\"ns\",rollout=\"web\",metric=\"error-rate\",verdict=\"fail\"} 0",
+        ] {
+            assert!(text.contains(zero), "{zero} in:\n{text}");
+        }
+        assert!(
+            !text.contains("cause=\"withdrawn\""),
+            "a withdrawn release is no rollback"
+        );
+        // A metric that leaves the analysis takes its counters with it.
+        let without = RolloutStatus {
+            analysis: Vec::new(),
+            ..stepping()
+        };
+        metrics.observe_rollout("ns", "web", None, &without);
+        assert!(!metrics.encode().contains("metric=\"error-rate\""));
     }
 
     #[test]

@@ -83,7 +83,7 @@ struct Running {
 pub struct Env {
     pub sandbox: Sandbox,
     pub client: Client,
-    prometheus_url: String,
+    pub prometheus_url: String,
     controller: Option<Running>,
     /// Where the running controller serves /healthz, /readyz and /metrics.
     pub probes: Option<std::net::SocketAddr>,
@@ -320,6 +320,11 @@ impl Env {
             .await
             .expect("a port for the probes");
         self.probes = listener.local_addr().ok();
+        if let Some(probes) = self.probes {
+            self.sandbox
+                .scrape_controller(&probes.to_string())
+                .expect("Prometheus is told to scrape the controller");
+        }
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(sluice::run(client, config, listener, api, async move {
             let _ = stopped.await;

@@ -9,6 +9,7 @@
 mod api;
 mod blue_green;
 mod cli;
+mod dashboard_queries;
 mod harness;
 mod history;
 mod lifecycle;

@@ -115,7 +115,9 @@ async fn rolled_back(case: Case) -> Vec<(u64, sluice_strategies::status::Rollout
         "{timed} exactly when a check failed ({:?}):\n{metrics}",
         s.first_failure_at
     );
-    let cause = s.rollback_cause.expect("a rolled-back release says why in one word");
+    let cause = s
+        .rollback_cause
+        .expect("a rolled-back release says why in one word");
     let counted = format!(
         "sluice_rollbacks_total{{namespace=\"{}\",rollout=\"{APP}\",cause=\"{}\"}} 1",
         crate::harness::NS,

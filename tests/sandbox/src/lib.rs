@@ -205,6 +205,15 @@ impl Sandbox {
         self.prometheus.as_ref().map(|p| p.url())
     }
 
+    /// Has the sandbox's Prometheus, if it runs one, scrape the controller's `/metrics` at
+    /// `target` (job `sluice`).
+    pub fn scrape_controller(&self, target: &str) -> std::io::Result<()> {
+        match &self.prometheus {
+            Some(prometheus) => prometheus.scrape_controller(target),
+            None => Ok(()),
+        }
+    }
+
     pub fn store(&self) -> &Arc<Store> {
         &self.store
     }

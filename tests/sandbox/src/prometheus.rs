@@ -1,5 +1,7 @@
 //! Runs the real Prometheus (Debian's `prometheus` package) on a free port, scraping the sandbox
-//! every second, on a temporary data directory that goes with it.
+//! every second, on a temporary data directory that goes with it. It also scrapes, in job
+//! `sluice`, whatever controller a test points it at ([`Prometheus::scrape_controller`]): the
+//! targets are a file-based service discovery file, which Prometheus reads again when it changes.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -63,9 +65,13 @@ fn free_port() -> std::io::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-fn config(target: &str, metrics_path: &str) -> String {
+/// The file of the `sluice` job's targets.
+const CONTROLLER_TARGETS: &str = "sluice-targets.json";
+
+fn config(target: &str, metrics_path: &str, controller_targets: &Path) -> String {
     format!(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: sluice-sandbox\n    metrics_path: {metrics_path}\n    static_configs:\n      - targets: ['{target}']\n"
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: sluice-sandbox\n    metrics_path: {metrics_path}\n    static_configs:\n      - targets: ['{target}']\n  - job_name: sluice\n    file_sd_configs:\n      - files: ['{}']\n        refresh_interval: 1s\n",
+        controller_targets.display()
     )
 }
 
@@ -100,8 +106,13 @@ impl Prometheus {
             source,
         };
         std::fs::create_dir_all(dir.join("data")).map_err(prepare)?;
-        std::fs::write(dir.join("prometheus.yml"), config(target, metrics_path))
-            .map_err(prepare)?;
+        let controller_targets = dir.join(CONTROLLER_TARGETS);
+        std::fs::write(&controller_targets, "[]").map_err(prepare)?;
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            config(target, metrics_path, &controller_targets),
+        )
+        .map_err(prepare)?;
         let port = free_port().map_err(prepare)?;
         let log = std::fs::File::create(dir.join("prometheus.log")).map_err(prepare)?;
         let log_err = log.try_clone().map_err(prepare)?;
@@ -159,6 +170,15 @@ impl Prometheus {
 
     pub fn data_dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Scrapes `target` (`host:port`, serving `/metrics`) in job `sluice` from now on, instead of
+    /// the one before. The file is replaced in one rename, so Prometheus never reads half of it.
+    pub fn scrape_controller(&self, target: &str) -> std::io::Result<()> {
+        let targets = serde_json::json!([{"targets": [target]}]).to_string();
+        let written = self.dir.join(format!("{CONTROLLER_TARGETS}.new"));
+        std::fs::write(&written, targets)?;
+        std::fs::rename(written, self.dir.join(CONTROLLER_TARGETS))
     }
 
     /// Stops Prometheus and removes its temporary directory.

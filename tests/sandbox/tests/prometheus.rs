@@ -263,3 +263,51 @@ async fn prometheus_runner_stops_with_the_sandbox() {
         "Prometheus is gone with the sandbox"
     );
 }
+
+/// A `/metrics` endpoint on a free port of 127.0.0.1 that serves `text` to every request.
+async fn exporter(text: &'static str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a port");
+    let addr = listener.local_addr().expect("its address").to_string();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut request = [0u8; 4096];
+            let _ = stream.read(&mut request).await;
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_the_controller_it_is_pointed_at_in_job_sluice() {
+    let config = SandboxConfig {
+        prometheus: true,
+        ..SandboxConfig::default()
+    };
+    let (sandbox, _client) = sandbox_with(config).await;
+    let prometheus = prometheus_http_query::Client::try_from(
+        sandbox.prometheus_url().expect("Prometheus runs").as_str(),
+    )
+    .expect("a Prometheus client");
+    let first = exporter("controller_probe 1\n").await;
+    let second = exporter("controller_probe 2\n").await;
+    let now = || chrono::Utc::now().timestamp();
+    for (target, value) in [(first, 1.0), (second, 2.0)] {
+        sandbox
+            .scrape_controller(&target)
+            .expect("the targets file is written");
+        let query = format!(r#"controller_probe{{job="sluice",instance="{target}"}}"#);
+        eventually(Duration::from_secs(20), &query, || async {
+            (scalar(&prometheus, &query, now()).await == Some(value)).then_some(())
+        })
+        .await;
+    }
+    sandbox.shutdown().await;
+}
