@@ -62,8 +62,14 @@ struct ApiArgs {
 #[tokio::main]
 async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    let json = cli.log_format == "json";
+    let default_level = match cli.command {
+        Command::Controller { .. } => "info",
+        _ => "warn",
+    };
+    sluice::telemetry::init(json, default_level);
     match cli.command {
-        Command::Api(command) => return Ok(sluice::cli::run(command).await),
+        Command::Api(command) => return Ok(sluice::cli::run(command, json).await),
         Command::Crd => print!("{}", sluice::crd::crd_yaml()?),
         Command::Openapi => println!("{}", sluice::api::openapi_document().to_pretty_json()?),
         Command::Controller {
@@ -72,7 +78,6 @@ async fn main() -> anyhow::Result<ExitCode> {
             query_timeout,
             api,
         } => {
-            sluice::telemetry::init(cli.log_format == "json");
             let auth =
                 sluice::api::Auth::configure(api.api_tokens_file.as_deref(), api.api_insecure)?;
             let mut config = sluice::ControllerConfig::new(prometheus_url);

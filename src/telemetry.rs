@@ -1,10 +1,12 @@
-//! Structured logs: human-readable by default, JSON on demand (`--log-format json`), filtered by
-//! `RUST_LOG` (default `info`). Reconcile spans carry the Rollout's namespace/name.
+//! Structured logs on stderr: human-readable by default, JSON lines on demand (`--log-format
+//! json`, every subcommand), filtered by `RUST_LOG` (default: `info` for the controller, `warn` for
+//! the CLI, whose output is on stdout). Reconcile spans carry the Rollout's namespace/name.
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init(json: bool) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(json: bool, default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -310,6 +310,10 @@ fn sluice(server: &str, args: &[&str]) -> Output {
 }
 
 fn run(mut command: Command, server: &str, args: &[&str]) -> Output {
+    // The runner's own RUST_LOG would add lines to stderr; a test sets its own.
+    if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
+        command.env_remove("RUST_LOG");
+    }
     let mut child = command
         .args(args)
         .env("SLUICE_SERVER", server)
@@ -531,6 +535,40 @@ fn an_error_answer_exits_3_with_its_message() {
         "error: rollout shop/missing not found (not_found, HTTP 404)\n"
     );
     assert_eq!(stdout(&output), "");
+}
+
+#[test]
+fn with_log_format_json_the_cli_logs_json_lines_and_its_error_is_one_of_them() {
+    let (server, _api) = start();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    command.env("RUST_LOG", "sluice=debug");
+    let output = run(
+        command,
+        &server,
+        &["--log-format", "json", "get", "shop/missing"],
+    );
+    assert_eq!(code(&output), 3);
+    assert_eq!(stdout(&output), "");
+    let lines: Vec<Value> = stderr(&output)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("a JSON line: {line}")))
+        .collect();
+    let request = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "API request")
+        .expect("the request is logged at debug");
+    assert_eq!(request["level"], "DEBUG");
+    assert_eq!(request["fields"]["method"], "GET");
+    let failed = lines.last().expect("a line");
+    assert_eq!(failed["level"], "ERROR");
+    assert_eq!(failed["fields"]["exit_code"], 3);
+    assert_eq!(
+        failed["fields"]["error"],
+        "rollout shop/missing not found (not_found, HTTP 404)"
+    );
+    // Without RUST_LOG only the error is logged.
+    let output = sluice(&server, &["--log-format", "json", "get", "shop/missing"]);
+    assert_eq!(stderr(&output).lines().count(), 1, "{}", stderr(&output));
 }
 
 #[test]

@@ -148,6 +148,7 @@ impl Api {
     }
 
     fn request(&self, method: Method, url: Url) -> RequestBuilder {
+        tracing::debug!(%method, %url, "API request");
         let request = self.http.request(method, url).timeout(REQUEST_TIMEOUT);
         match &self.token {
             Some(token) => request.bearer_auth(token),
@@ -158,6 +159,7 @@ impl Api {
     async fn json<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T, Failure> {
         let response = request.send().await.map_err(|err| self.connect(&err))?;
         let status = response.status();
+        tracing::debug!(status = status.as_u16(), url = %response.url(), "API answer");
         let body = response.bytes().await.map_err(|err| self.connect(&err))?;
         if !status.is_success() {
             return Err(error_answer(status, &body));

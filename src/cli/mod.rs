@@ -53,8 +53,9 @@ pub enum ApiCommand {
     Watch(WatchArgs),
 }
 
-/// Runs one API subcommand; what went wrong is printed to stderr and becomes the exit code.
-pub async fn run(command: ApiCommand) -> ExitCode {
+/// Runs one API subcommand; what went wrong is printed to stderr (as a JSON log line with
+/// `log_json`) and becomes the exit code.
+pub async fn run(command: ApiCommand, log_json: bool) -> ExitCode {
     let result = match command {
         ApiCommand::Release(args) => commands::release(&args).await.map(|()| 0),
         ApiCommand::Promote(args) => commands::promote(&args).await.map(|()| 0),
@@ -68,8 +69,13 @@ pub async fn run(command: ApiCommand) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(failure) => {
-            eprintln!("error: {failure}");
-            ExitCode::from(failure.exit_code())
+            let exit_code = failure.exit_code();
+            if log_json {
+                tracing::error!(exit_code, error = %failure, "the command failed");
+            } else {
+                eprintln!("error: {failure}");
+            }
+            ExitCode::from(exit_code)
         }
     }
 }
