@@ -1,8 +1,7 @@
 // Browser half of the status-page e2e test: the Rust test starts the controller, runs this with
 // Node, reads the "ready" line from stdout, starts a release, and waits for "done" and exit 0.
 // It drives Debian's Chromium through playwright-core (both installed by scripts/ensure-deps).
-// Any failure: a message on stderr, exit 1. The script itself needs only Node 18; playwright-core
-// 1.65 needs Node 20.
+// Any failure: a message on stderr, exit 1. Node 18 (Debian 12's) is enough.
 import { createRequire } from 'node:module';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
