@@ -403,6 +403,25 @@ mod tests {
     use serde_json::json;
 
     #[test]
+    fn each_rollback_cause_has_its_own_snake_case_word() {
+        let words: Vec<&str> = RollbackCause::ALL.iter().map(|c| c.as_str()).collect();
+        assert_eq!(
+            words,
+            [
+                "failed_checks",
+                "failed_queries",
+                "inconclusive",
+                "progress_deadline",
+                "aborted",
+                "withdrawn"
+            ]
+        );
+        // In the status the same cause is camelCase, as the rest of the API is.
+        let status = serde_json::to_value(RollbackCause::ProgressDeadline).unwrap();
+        assert_eq!(status, json!("progressDeadline"));
+    }
+
+    #[test]
     fn serializes_as_the_design_spells_it() {
         let status = RolloutStatus {
             phase: Phase::RolledBack,
