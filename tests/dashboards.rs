@@ -30,7 +30,7 @@ const ROLLOUT_QUERY: &str =
     r#"label_values(sluice_rollout_phase{namespace=~"$namespace"}, rollout)"#;
 
 /// sluice's gauges and counters, as Prometheus scrapes them.
-const SLUICE_SERIES: [&str; 19] = [
+const SLUICE_SERIES: [&str; 20] = [
     "sluice_rollout_canary_weight_percent",
     "sluice_rollout_step",
     "sluice_rollout_steps",
@@ -50,6 +50,7 @@ const SLUICE_SERIES: [&str; 19] = [
     "sluice_kubernetes_requests_total",
     "sluice_reconciles_in_flight",
     "sluice_work_queue_wakes_total",
+    "sluice_rollout_last_release_duration_seconds",
 ];
 
 /// sluice's histograms: each is scraped as `_bucket`, `_sum` and `_count` series.

@@ -1,8 +1,9 @@
 //! Every request sluice makes to the Kubernetes API, counted by verb, resource and status code
 //! (`sluice_kubernetes_requests_total`) and timed by verb, from a tower layer on the kube client:
 //! the one place all of them pass, whichever part of the controller made them. Verbs are the API
-//! server's (get, list, watch, create, update, patch, apply, delete, deletecollection), read from
-//! the method, the path and the query as kube-apiserver's request info does.
+//! server's (get, list, watch, create, update, patch, delete, deletecollection), read from the
+//! method, the path and the query as kube-apiserver's `RequestInfoFactory` reads them, and `apply`
+//! for a server-side apply patch, as the API server's own request metrics call it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -52,8 +53,14 @@ pub fn request_kind(
         Some(&"apis") if segments.len() > 3 => &segments[3..],
         _ => &[][..],
     };
+    // The legacy watch paths: /api/v1/watch/namespaces/{ns}/...
+    let (legacy_watch, rest) = match rest {
+        ["watch", rest @ ..] => (true, rest),
+        rest => (false, rest),
+    };
+    // A namespace's own subresources (status, finalize) stay the namespace's.
     let rest = match rest {
-        ["namespaces", _, resource @ ..] if !resource.is_empty() => resource,
+        ["namespaces", _, resource, ..] if !["status", "finalize"].contains(resource) => &rest[2..],
         other => other,
     };
     let resource = match rest {
@@ -72,10 +79,14 @@ pub fn request_kind(
         "other".to_string()
     };
     let item = rest.len() >= 2;
-    let watching = query.is_some_and(|q| {
-        q.split('&')
-            .any(|pair| pair == "watch=true" || pair == "watch=1")
-    });
+    // strconv.ParseBool's true, as the API server parses `watch`.
+    let watching = legacy_watch
+        || query.is_some_and(|q| {
+            q.split('&').any(|pair| {
+                pair.strip_prefix("watch=")
+                    .is_some_and(|v| ["1", "t", "T", "true", "TRUE", "True"].contains(&v))
+            })
+        });
     let verb = match *method {
         Method::GET if watching => "watch",
         Method::GET if item || rest.is_empty() => "get",
@@ -248,6 +259,44 @@ mod tests {
         for (method, uri, content_type, (verb, resource)) in cases {
             assert_eq!(
                 kind(method, uri, content_type),
+                (verb, resource.to_string()),
+                "{uri}"
+            );
+        }
+    }
+
+    #[test]
+    fn namespace_subresources_legacy_watches_and_every_true_read_as_the_api_server_reads_them() {
+        let cases = [
+            (
+                Method::PUT,
+                "/api/v1/namespaces/erp/status",
+                ("update", "namespaces/status"),
+            ),
+            (
+                Method::PUT,
+                "/api/v1/namespaces/erp/finalize",
+                ("update", "namespaces/finalize"),
+            ),
+            (
+                Method::GET,
+                "/api/v1/watch/namespaces/erp/services",
+                ("watch", "services"),
+            ),
+            (
+                Method::GET,
+                "/apis/apps/v1/deployments?watch=True",
+                ("watch", "deployments"),
+            ),
+            (
+                Method::GET,
+                "/apis/apps/v1/deployments?watch=false",
+                ("list", "deployments"),
+            ),
+        ];
+        for (method, uri, (verb, resource)) in cases {
+            assert_eq!(
+                kind(method, uri, None),
                 (verb, resource.to_string()),
                 "{uri}"
             );

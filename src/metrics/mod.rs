@@ -84,6 +84,17 @@ struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceLabels {
+    namespace: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct NamespaceOutcomeLabels {
+    namespace: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CauseLabels {
     namespace: String,
     rollout: String,
@@ -155,14 +166,19 @@ pub struct Metrics {
     checks: Family<CheckLabels, Counter>,
     releases: Family<OutcomeLabels, Counter>,
     commands: Family<CommandLabels, Counter>,
-    release_duration: Family<OutcomeLabels, Histogram, fn() -> Histogram>,
+    /// By namespace, not Rollout: a histogram is fifteen series, too many to keep per Rollout at
+    /// 10,000 of them, and each must exist at 0 before its first release to show it.
+    release_duration: Family<NamespaceOutcomeLabels, Histogram, fn() -> Histogram>,
+    last_release_duration: Family<RolloutLabels, FloatGauge>,
     reconcile_duration: Histogram,
     reconcile_errors: Family<KindLabels, Counter>,
     query_duration: Histogram,
     query_failures: Counter,
     api_requests: Family<RouteLabels, Counter>,
     api_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
-    rollback_duration: Family<RolloutLabels, Histogram, fn() -> Histogram>,
+    rollback_duration: Family<NamespaceLabels, Histogram, fn() -> Histogram>,
+    /// The namespaces whose histograms exist.
+    namespaces: Mutex<std::collections::HashSet<String>>,
     rollbacks: Family<CauseLabels, Counter>,
     kubernetes_requests: Family<KubernetesLabels, Counter>,
     kubernetes_duration: Family<VerbLabels, Histogram, fn() -> Histogram>,
@@ -215,6 +231,7 @@ impl Metrics {
             releases: Family::default(),
             commands: Family::default(),
             release_duration: Family::new_with_constructor(release_buckets),
+            last_release_duration: Family::default(),
             reconcile_duration: seconds_buckets(),
             reconcile_errors: Family::default(),
             query_duration: seconds_buckets(),
@@ -222,6 +239,7 @@ impl Metrics {
             api_requests: Family::default(),
             api_duration: Family::new_with_constructor(seconds_buckets),
             rollback_duration: Family::new_with_constructor(rollback_buckets),
+            namespaces: Mutex::new(std::collections::HashSet::new()),
             rollbacks: Family::default(),
             kubernetes_requests: Family::default(),
             kubernetes_duration: Family::new_with_constructor(seconds_buckets),
@@ -294,8 +312,13 @@ impl Metrics {
         );
         registry.register(
             "sluice_release_duration_seconds",
-            "From a release's start to its end, by outcome",
+            "From a release's start to its end, by namespace and outcome",
             metrics.release_duration.clone(),
+        );
+        registry.register(
+            "sluice_rollout_last_release_duration_seconds",
+            "How long each Rollout's latest release took, start to end",
+            metrics.last_release_duration.clone(),
         );
         registry.register(
             "sluice_reconcile_duration_seconds",
@@ -329,7 +352,7 @@ impl Metrics {
         );
         registry.register(
             "sluice_rollback_duration_seconds",
-            "From a release's first failed check to its traffic back on the stable slot",
+            "From a release's first failed check (or, with none, the decision to give it up) to its traffic back on the stable slot, by namespace",
             metrics.rollback_duration.clone(),
         );
         registry.register(
@@ -481,9 +504,8 @@ impl Metrics {
         if let Some(failed) = traffic_back_after_failure(previous, status) {
             let took = (now - failed).to_std().unwrap_or_default();
             self.rollback_duration
-                .get_or_create(&RolloutLabels {
+                .get_or_create(&NamespaceLabels {
                     namespace: namespace.into(),
-                    rollout: name.into(),
                 })
                 .observe(took.as_secs_f64());
         }
@@ -531,8 +553,17 @@ impl Metrics {
             if let Some(started) = status.release_started_at {
                 let took = (now - started).to_std().unwrap_or_default();
                 self.release_duration
-                    .get_or_create(&labels)
+                    .get_or_create(&NamespaceOutcomeLabels {
+                        namespace: namespace.into(),
+                        outcome: outcome.into(),
+                    })
                     .observe(took.as_secs_f64());
+                self.last_release_duration
+                    .get_or_create(&RolloutLabels {
+                        namespace: namespace.into(),
+                        rollout: name.into(),
+                    })
+                    .set(took.as_secs_f64());
             }
         }
     }
@@ -547,7 +578,7 @@ impl Metrics {
             self.phase.remove(&phase_labels(&rollout, phase));
         }
         self.weight.remove(&rollout);
-        self.rollback_duration.remove(&rollout);
+        self.last_release_duration.remove(&rollout);
         for labels in cause_labels(&rollout) {
             self.rollbacks.remove(&labels);
         }
@@ -568,7 +599,6 @@ impl Metrics {
         }
         for labels in outcome_labels(&rollout) {
             self.releases.remove(&labels);
-            self.release_duration.remove(&labels);
         }
     }
 
@@ -577,6 +607,7 @@ impl Metrics {
     /// would miss each Rollout's first rollback, command or failed check.
     fn zero_counters(&self, rollout: &RolloutLabels, first_sight: bool, new_metrics: &[&String]) {
         if first_sight {
+            self.zero_histograms(&rollout.namespace);
             for labels in outcome_labels(rollout) {
                 let _ = self.releases.get_or_create(&labels);
             }
@@ -590,6 +621,27 @@ impl Metrics {
         for metric in new_metrics {
             for labels in check_labels(rollout, metric) {
                 let _ = self.checks.get_or_create(&labels);
+            }
+        }
+    }
+
+    /// The histograms of a namespace seen for the first time, at 0 for the same reason.
+    fn zero_histograms(&self, namespace: &str) {
+        let mut namespaces = self
+            .namespaces
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if namespaces.insert(namespace.to_string()) {
+            let _ = self.rollback_duration.get_or_create(&NamespaceLabels {
+                namespace: namespace.into(),
+            });
+            for outcome in OUTCOMES {
+                let _ = self
+                    .release_duration
+                    .get_or_create(&NamespaceOutcomeLabels {
+                        namespace: namespace.into(),
+                        outcome: outcome.into(),
+                    });
             }
         }
     }
@@ -696,6 +748,10 @@ fn traffic_back_after_failure(
     previous: &RolloutStatus,
     next: &RolloutStatus,
 ) -> Option<chrono::DateTime<chrono::Utc>> {
+    if next.rollback_cause == Some(RollbackCause::Withdrawn) {
+        // Not a rollback: the target went back to stable on its own.
+        return None;
+    }
     let scaling_down = Some(Stage::RollingBackScaleDown);
     let back = (next.stage == scaling_down
         || (previous.stage == Some(Stage::RollingBack) && next.stage != Some(Stage::RollingBack)))
@@ -963,8 +1019,14 @@ mod tests {
             "sluice_releases_total{namespace=\"ns\",rollout=\"web\",outcome=\"aborted\"} 1"
         ));
         assert!(text.contains(
-            "sluice_release_duration_seconds_count{namespace=\"ns\",rollout=\"web\",outcome=\"aborted\"} 1"
+            "sluice_release_duration_seconds_count{namespace=\"ns\",outcome=\"aborted\"} 1"
         ));
+        assert!(
+            text.contains(
+                "sluice_rollout_last_release_duration_seconds{namespace=\"ns\",rollout=\"web\"} 30"
+            ),
+            "{text}"
+        );
         assert!(
             text.contains(
                 "sluice_rollbacks_total{namespace=\"ns\",rollout=\"web\",cause=\"aborted\"} 1"
@@ -984,6 +1046,8 @@ mod tests {
             "sluice_rollbacks_total{namespace=\"ns\",rollout=\"web\",cause=\"failed_checks\"} 0",
             "sluice_commands_total{namespace=\"ns\",rollout=\"web\",verb=\"abort\",source=\"api\"} 0",
             "sluice_analysis_checks_total{namespace=\"ns\",rollout=\"web\",metric=\"error-rate\",verdict=\"fail\"} 0",
+            "sluice_release_duration_seconds_count{namespace=\"ns\",outcome=\"rolled_back\"} 0",
+            "sluice_rollback_duration_seconds_count{namespace=\"ns\"} 0",
         ] {
             assert!(text.contains(zero), "{zero} in:\n{text}");
         }
@@ -1117,8 +1181,26 @@ mod tests {
         );
         let text = metrics.encode();
         // 40 s: past the 32 s bucket, within the 64 s one.
-        assert!(text.contains("sluice_rollback_duration_seconds_bucket{le=\"32.0\",namespace=\"ns\",rollout=\"web\"} 0"), "{text}");
-        assert!(text.contains("sluice_rollback_duration_seconds_bucket{le=\"64.0\",namespace=\"ns\",rollout=\"web\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "sluice_rollback_duration_seconds_bucket{le=\"32.0\",namespace=\"ns\"} 0"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "sluice_rollback_duration_seconds_bucket{le=\"64.0\",namespace=\"ns\"} 1"
+            ),
+            "{text}"
+        );
+        let withdrawn = RolloutStatus {
+            rollback_cause: Some(RollbackCause::Withdrawn),
+            ..with_stage(RollingBackScaleDown, failed)
+        };
+        assert!(
+            !back(&with_stage(RollingBack, failed), &withdrawn),
+            "a withdrawn release is no rollback"
+        );
         metrics.forget_rollout("ns", "web");
         assert!(lines_naming(&metrics.encode(), "web").is_empty());
     }

@@ -24,8 +24,9 @@ pub struct ProcessStats {
 }
 
 /// The fields of `/proc/self/stat` after the command name (which may hold spaces and parentheses,
-/// so it is cut at its last `)`), with the boot time from `/proc/stat` and the page size.
-pub fn parse_stat(stat: &str, boot_time_seconds: f64, page_bytes: f64) -> Option<ProcessStats> {
+/// so it is cut at its last `)`), with the boot time from `/proc/stat`. Resident memory comes from
+/// `/proc/self/status` ([`parse_resident_bytes`]): `stat` counts it in pages, whose size varies.
+pub fn parse_stat(stat: &str, boot_time_seconds: f64) -> Option<ProcessStats> {
     let after_name = &stat[stat.rfind(')')? + 1..];
     // Field 3 of proc(5) (state) is the first after the name.
     let fields: Vec<&str> = after_name.split_whitespace().collect();
@@ -35,7 +36,7 @@ pub fn parse_stat(stat: &str, boot_time_seconds: f64, page_bytes: f64) -> Option
         threads: field(20)?,
         start_time_seconds: boot_time_seconds + field(22)? / TICKS_PER_SECOND,
         virtual_bytes: field(23)?,
-        resident_bytes: field(24)? * page_bytes,
+        resident_bytes: 0.0,
         open_fds: 0.0,
         max_fds: None,
     })
@@ -59,23 +60,19 @@ pub fn parse_max_fds(limits: &str) -> Option<f64> {
         .ok()
 }
 
-/// The page size, from the kernel page size `/proc/self/smaps` reports (`KernelPageSize`), or
-/// 4 KiB, the size on every architecture Kubernetes nodes commonly run.
-fn page_bytes() -> f64 {
-    std::fs::read_to_string("/proc/self/smaps_rollup")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("KernelPageSize:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(4096.0, |kib| kib * 1024.0)
+/// `VmRSS` of `/proc/self/status`, which the kernel states in kB whatever its page size.
+pub fn parse_resident_bytes(status: &str) -> Option<f64> {
+    let line = status.lines().find_map(|l| l.strip_prefix("VmRSS:"))?;
+    let kib: f64 = line.trim().strip_suffix("kB")?.trim().parse().ok()?;
+    Some(kib * 1024.0)
 }
 
 fn read() -> Option<ProcessStats> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let boot = parse_boot_time(&std::fs::read_to_string("/proc/stat").ok()?)?;
-    let mut stats = parse_stat(&stat, boot, page_bytes())?;
+    let mut stats = parse_stat(&stat, boot)?;
+    stats.resident_bytes =
+        parse_resident_bytes(&std::fs::read_to_string("/proc/self/status").ok()?)?;
     stats.open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as f64;
     stats.max_fds = std::fs::read_to_string("/proc/self/limits")
         .ok()
@@ -138,13 +135,19 @@ mod tests {
         // pid (comm) state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime
         // stime cutime cstime priority nice num_threads itrealvalue starttime vsize rss ...
         let stat = "4242 (sluice (x) y) S 1 4242 4242 0 -1 4194560 900 0 0 0 250 50 0 0 20 0 7 0 12345 104857600 2560 18446744073709551615";
-        let stats = parse_stat(stat, 1_700_000_000.0, 4096.0).expect("parses");
+        let stats = parse_stat(stat, 1_700_000_000.0).expect("parses");
         assert_eq!(stats.cpu_seconds, 3.0);
         assert_eq!(stats.threads, 7.0);
         assert!((stats.start_time_seconds - 1_700_000_123.45).abs() < 1e-3);
         assert_eq!(stats.virtual_bytes, 104_857_600.0);
-        assert_eq!(stats.resident_bytes, 2560.0 * 4096.0);
-        assert_eq!(parse_stat("4242 (cut", 0.0, 4096.0), None);
+        assert_eq!(parse_stat("4242 (cut", 0.0), None);
+    }
+
+    #[test]
+    fn resident_memory_is_read_in_kilobytes_from_status() {
+        let status = "Name:\tsluice\nVmPeak:\t  900 kB\nVmRSS:\t   51200 kB\nThreads:\t7\n";
+        assert_eq!(parse_resident_bytes(status), Some(51_200.0 * 1024.0));
+        assert_eq!(parse_resident_bytes("Name:\tsluice\n"), None);
     }
 
     #[test]

@@ -224,8 +224,8 @@ pub struct RolloutStatus {
     /// Failed checks in this release.
     #[serde(default)]
     pub failed_checks: u32,
-    /// When the release's first failed check ran: the rollback-time metric runs from here to
-    /// traffic back on stable.
+    /// When the release's first failed check ran, or, if none failed, when it was given up: the
+    /// rollback-time metric runs from here to traffic back on stable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_failure_at: Option<DateTime<Utc>>,
     /// Inconclusive checks in this release.

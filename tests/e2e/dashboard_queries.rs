@@ -17,8 +17,8 @@ use sluice_strategies::status::{Phase, Stage};
 
 use crate::api::{CI, tokens};
 use crate::harness::{
-    APP, ApiSetup, Env, INGRESS, NS, SERVICE, Setup, create, fast_deployment, fixture, promoted,
-    secs, status,
+    APP, ApiSetup, Env, INGRESS, NS, SERVICE, Setup, create, eventually, fast_deployment, fixture,
+    promoted, secs, status,
 };
 
 const FINANCE: &str = "finance";
@@ -147,7 +147,7 @@ fn queries(dashboard: &Value) -> Vec<(String, String, bool, String)> {
 }
 
 /// Prometheus's answer to `expr` over [`from`, `to`] (or at `to`, for an instant query): the
-/// number of series, or what went wrong.
+/// number of series with a finite value, or what went wrong.
 async fn evaluate(
     prometheus: &str,
     expr: &str,
@@ -180,7 +180,22 @@ async fn evaluate(
     if answer["status"] != "success" {
         return Err(format!("{}: {}", answer["errorType"], answer["error"]));
     }
-    Ok(answer["data"]["result"].as_array().map_or(0, Vec::len))
+    // A series of nothing but NaN (a quantile of no observations, 0/0) draws nothing: no data.
+    let finite = |v: &Value| {
+        v.as_str()
+            .and_then(|s| s.parse::<f64>().ok())
+            .is_some_and(f64::is_finite)
+    };
+    let drawn = |series: &&Value| {
+        let values = series["values"].as_array().cloned().unwrap_or_default();
+        let points = values.iter().chain(std::iter::once(&series["value"]));
+        points.filter_map(|point| point.get(1)).any(finite)
+    };
+    let result = answer["data"]["result"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    Ok(result.iter().filter(drawn).count())
 }
 
 /// Reporting (canary, manual promotion) and finance (blue/green) taken over, the API serving.
@@ -201,6 +216,22 @@ async fn two_rollouts() -> (Env, String) {
     env.wait_taken_over().await;
     env.wait_for_named(FINANCE, "finance taken over", secs(30), |r| {
         status(r).phase == Phase::Ready
+    })
+    .await;
+    // Prometheus finds the controller through a file it watches: the releases start only once it
+    // scrapes it, so that every counter is seen at 0 before it moves.
+    let prometheus = env.prometheus_url.clone();
+    eventually(secs(30), "Prometheus scraping the controller", || async {
+        let now = Utc::now();
+        let scraped = evaluate(
+            &prometheus,
+            r#"sluice_build_info{job="sluice"}"#,
+            true,
+            now,
+            now,
+        )
+        .await;
+        (scraped == Ok(1)).then_some(())
     })
     .await;
     // The users of finance, and the preview's smoke traffic on its canary Service.

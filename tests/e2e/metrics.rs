@@ -78,7 +78,8 @@ async fn the_metrics_of_a_release_pass_promtool_and_go_with_their_rollout() {
             format!("sluice_rollout_phase{{{of_reporting},phase=\"Progressing\"}} 0"),
             format!("sluice_rollout_steps{{{of_reporting}}} 2"),
             format!("sluice_releases_total{{{of_reporting},outcome=\"promoted\"}} 1"),
-            format!("sluice_release_duration_seconds_count{{{of_reporting},outcome=\"promoted\"}} 1"),
+            format!("sluice_release_duration_seconds_count{{namespace=\"{NS}\",outcome=\"promoted\"}} 1"),
+            format!("sluice_rollout_last_release_duration_seconds{{{of_reporting}}} "),
             format!("sluice_analysis_max{{{of_reporting},metric=\"error-rate\"}} 5"),
         ] {
             assert!(text.contains(&expected), "{expected} in:\n{text}");

@@ -102,19 +102,15 @@ async fn rolled_back(case: Case) -> Vec<(u64, sluice_strategies::status::Rollout
                 && s.phase != Phase::Succeeded),
         "never promoted"
     );
-    // The time from the first failed check to traffic back on stable, for rollbacks a failed
-    // check caused; none for those a deadline or errors caused.
+    // The time from the first failed check (or the decision, with none) to traffic back on
+    // stable: one rollback, timed once.
     let metrics = crate::metrics::scrape(&env).await;
     let timed = format!(
-        "sluice_rollback_duration_seconds_count{{namespace=\"{}\",rollout=\"{APP}\"}} 1",
+        "sluice_rollback_duration_seconds_count{{namespace=\"{}\"}} 1",
         crate::harness::NS
     );
-    assert_eq!(
-        metrics.contains(&timed),
-        s.first_failure_at.is_some(),
-        "{timed} exactly when a check failed ({:?}):\n{metrics}",
-        s.first_failure_at
-    );
+    assert!(metrics.contains(&timed), "{timed} in:\n{metrics}");
+    assert!(s.first_failure_at.is_some(), "the clock started");
     let cause = s
         .rollback_cause
         .expect("a rolled-back release says why in one word");

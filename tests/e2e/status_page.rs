@@ -8,7 +8,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use serde_json::{Value, json};
 
-use crate::api::{CI, READER, env_with_api};
+use crate::api::{CI, READER, env_with_api, tokens};
 use crate::harness::{APP, NS, bounded, secs};
 
 const SHOP: &str = "shop-token";
@@ -44,13 +44,13 @@ fn cookie_pair(headers: &reqwest::header::HeaderMap) -> String {
     set.split(';').next().expect("a pair").to_string()
 }
 
-/// Reads `/page/events` with `cookie` until `done` holds for a card's HTML; the cards seen.
-async fn cards_until(
+/// Reads `/page/events` with `cookie` until `done` holds for an event; (event, data) of each.
+async fn stream_until(
     base: &str,
     cookie: &str,
     limit: Duration,
-    done: impl Fn(&str) -> bool,
-) -> Vec<String> {
+    done: impl Fn(&str, &Value) -> bool,
+) -> Vec<(String, Value)> {
     let response = http()
         .get(format!("{base}/page/events"))
         .header("cookie", cookie)
@@ -59,35 +59,58 @@ async fn cards_until(
         .expect("the stream opens");
     assert_eq!(response.status().as_u16(), 200);
     let mut stream = response.bytes_stream();
-    let (mut buffer, mut cards) = (String::new(), Vec::new());
+    let (mut buffer, mut seen) = (String::new(), Vec::new());
     let deadline = tokio::time::Instant::now() + limit;
     loop {
         let chunk = tokio::time::timeout_at(deadline, stream.next())
             .await
-            .unwrap_or_else(|_| panic!("no card as awaited within {limit:?}: {cards:#?}"));
+            .unwrap_or_else(|_| panic!("no event as awaited within {limit:?}: {seen:#?}"));
         let Some(Ok(chunk)) = chunk else {
-            panic!("the stream closed early: {cards:#?}");
+            panic!("the stream closed early: {seen:#?}");
         };
         buffer.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = buffer.find("\n\n") {
             let block: String = buffer.drain(..end + 2).collect();
-            if !block.lines().any(|l| l == "event: card") {
+            let field = |name: &str| {
+                block
+                    .lines()
+                    .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+                    .map(str::to_string)
+            };
+            let (Some(event), Some(data)) = (field("event"), field("data")) else {
                 continue;
-            }
-            let data = block
-                .lines()
-                .find_map(|l| l.strip_prefix("data: "))
-                .expect("data");
-            let card: Value = serde_json::from_str(data).expect("JSON");
-            assert_eq!(card["id"], json!(format!("rollout/{NS}/{APP}")));
-            let html = card["html"].as_str().expect("HTML").to_string();
-            let finished = done(&html);
-            cards.push(html);
+            };
+            let data: Value = serde_json::from_str(&data).expect("JSON");
+            let finished = done(&event, &data);
+            seen.push((event, data));
             if finished {
-                return cards;
+                return seen;
             }
         }
     }
+}
+
+/// The cards of reporting the stream sends until `done` holds for one's HTML.
+async fn cards_until(
+    base: &str,
+    cookie: &str,
+    limit: Duration,
+    done: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    let card = |event: &str, data: &Value| {
+        (event == "card").then(|| data["html"].as_str().unwrap_or_default().to_string())
+    };
+    let seen = stream_until(base, cookie, limit, |event, data| {
+        card(event, data).is_some_and(|html| done(&html))
+    })
+    .await;
+    seen.iter()
+        .filter_map(|(event, data)| {
+            let html = card(event, data)?;
+            assert_eq!(data["id"], json!(format!("rollout/{NS}/{APP}")));
+            Some(html)
+        })
+        .collect()
 }
 
 /// CI releases 1.1.0 through the API.
@@ -207,6 +230,73 @@ async fn the_status_page_opens_with_a_read_token_kept_in_a_strict_cookie_and_str
                 && cards.iter().any(|c| c.contains(r#"data-weight="50""#)),
             "each step's card was sent: {cards:#?}"
         );
+
+        // A proxy's own Authorization scheme in front does not hide the session.
+        let (code, _, page) = text(
+            http()
+                .get(format!("{base}/"))
+                .header("cookie", &cookie)
+                .header("authorization", "Basic b2F1dGg6cHJveHk=")
+                .send()
+                .await
+                .expect("/"),
+        )
+        .await;
+        assert_eq!(code, 200);
+        assert!(page.contains(&card), "{page}");
+
+        // Another site's form can neither sign a browser in nor out.
+        for form in ["/sign-in", "/sign-out"] {
+            let forged = http()
+                .post(format!("{base}{form}"))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("origin", "https://evil.example")
+                .header("sec-fetch-site", "cross-site")
+                .body(format!("token={READER}"))
+                .send()
+                .await
+                .expect("the form answers");
+            assert_eq!(forged.status().as_u16(), 403, "{form}");
+            assert!(!forged.headers().contains_key("set-cookie"), "{form}");
+        }
+
+        // An open stream follows its token: narrowed to another namespace, the card goes; revoked,
+        // the page is signed out.
+        let tokens_path = env.tokens_path();
+        let reader_entry = format!(
+            "  - name: reader\n    sha256: {}\n    namespaces: [\"*\"]",
+            sluice::api::token_hash(READER)
+        );
+        let all = tokens();
+        assert!(all.contains(&reader_entry), "{all}");
+        let narrowed = all.replace(&reader_entry, &reader_entry.replace("[\"*\"]", "[shop]"));
+        let revoked = all.replace(&format!("{reader_entry}\n    actions: [read]\n"), "");
+        assert_ne!(revoked, all, "the reader's entry is removed");
+        let path = tokens_path.clone();
+        let seen = stream_until(&base, &cookie, secs(20), move |event, _| {
+            if event == "card" {
+                std::fs::write(&path, &narrowed).expect("the tokens file is rewritten");
+            }
+            event == "gone"
+        })
+        .await;
+        assert_eq!(
+            seen.last().map(|(_, d)| d["id"].clone()),
+            Some(json!(format!("rollout/{NS}/{APP}")))
+        );
+        let path = tokens_path.clone();
+        // Revoked once the stream is open (it shows nothing of shop, so no event says when).
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            std::fs::write(&path, revoked).expect("the tokens file is rewritten");
+        });
+        let seen = stream_until(&base, &cookie, secs(20), |event, _| event == "signed-out").await;
+        assert_eq!(
+            seen.last().map(|(e, _)| e.as_str()),
+            Some("signed-out"),
+            "{seen:?}"
+        );
+        std::fs::write(&tokens_path, tokens()).expect("the tokens file is restored");
 
         // Signing out ends the session.
         let (code, headers, _) = text(

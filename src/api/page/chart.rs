@@ -1,13 +1,14 @@
 //! The release chart of the status page: one SVG per Rollout, drawn from the transitions its
 //! status keeps for the current release. The candidate's share of traffic is a stepped line over
-//! time (after a promotion the candidate has all of it, after a rollback none), each step change
-//! a dashed rule with its number, each check a dot above the plot in the colour of its worst
-//! verdict, with the values and bounds in its tooltip. Pure: the time to draw up to comes in.
+//! time, read from the stage as well as the weight (a rollback takes it to none at once, a
+//! switched Service gives it all), each step change a dashed rule with its number, each check a
+//! dot above the plot in the colour of its worst verdict, with the values and bounds in its
+//! tooltip. Pure: the time to draw up to comes in.
 
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
-use sluice_strategies::status::{MetricResult, Phase, Transition, Verdict};
+use sluice_strategies::status::{MetricResult, Phase, Stage, Transition, Verdict};
 
 use super::html::escape;
 
@@ -31,13 +32,32 @@ pub fn current_release(history: &[Transition]) -> &[Transition] {
     &history[first..]
 }
 
-/// The candidate's share of traffic after a transition, in percent.
-fn candidate_share(transition: &Transition) -> u8 {
-    match transition.phase {
-        Phase::Succeeded => 100,
-        Phase::RolledBack | Phase::Failed => 0,
-        _ => transition.weight.unwrap_or(0),
+/// The percent of users' traffic on the candidate, from where the release is: the canary weight
+/// while stepping, none once traffic is sent back (the rollback writes 0 first) or before a
+/// blue/green switch, all of it once `<svc>` selects the candidate.
+pub fn traffic_share(
+    phase: Phase,
+    stage: Option<Stage>,
+    weight: Option<u8>,
+    blue_green: bool,
+) -> u8 {
+    match (phase, stage) {
+        (Phase::Succeeded, _) => 100,
+        (Phase::RolledBack | Phase::Failed, _) => 0,
+        (_, Some(Stage::RollingBack | Stage::RollingBackScaleDown | Stage::Superseding)) => 0,
+        (_, Some(Stage::PromotingDrain | Stage::Verifying)) => 100,
+        _ if blue_green => 0,
+        _ => weight.unwrap_or(0),
     }
+}
+
+fn candidate_share(transition: &Transition, blue_green: bool) -> u8 {
+    traffic_share(
+        transition.phase,
+        transition.stage,
+        transition.weight,
+        blue_green,
+    )
 }
 
 /// Whether the release is still moving (the chart runs up to now) or settled (up to its end).
@@ -88,8 +108,26 @@ fn check_title(transition: &Transition, seconds: i64) -> String {
     title
 }
 
+/// Where things go on the chart of one release.
+struct Plot {
+    start: DateTime<Utc>,
+    /// Milliseconds the x axis spans (at least a second, so that nothing divides by zero).
+    span: f64,
+}
+
+impl Plot {
+    fn x(&self, time: DateTime<Utc>) -> f64 {
+        let width = WIDTH - LEFT - RIGHT;
+        LEFT + (time - self.start).num_milliseconds() as f64 / self.span * width
+    }
+
+    fn y(&self, share: u8) -> f64 {
+        TOP + (HEIGHT - TOP - BOTTOM) * (1.0 - f64::from(share) / 100.0)
+    }
+}
+
 /// The SVG of the release `history` ends with, drawn up to `now` while it is in flight.
-pub fn release_chart(history: &[Transition], now: DateTime<Utc>) -> String {
+pub fn release_chart(history: &[Transition], now: DateTime<Utc>, blue_green: bool) -> String {
     let release = current_release(history);
     let mut svg = String::new();
     let _ = write!(
@@ -105,98 +143,116 @@ pub fn release_chart(history: &[Transition], now: DateTime<Utc>) -> String {
     } else {
         last.time
     };
-    let span = (end - first.time).num_milliseconds().max(1000) as f64;
-    let plot_width = WIDTH - LEFT - RIGHT;
-    let plot_height = HEIGHT - TOP - BOTTOM;
-    let x = |time: DateTime<Utc>| {
-        LEFT + (time - first.time).num_milliseconds() as f64 / span * plot_width
+    let plot = Plot {
+        start: first.time,
+        span: (end - first.time).num_milliseconds().max(1000) as f64,
     };
-    let y = |share: u8| TOP + plot_height * (1.0 - f64::from(share) / 100.0);
+    let took = duration_label((end - first.time).num_seconds());
     let _ = write!(
         svg,
-        "<title>Release {}: the candidate's share of traffic, steps and checks over {}</title>",
-        first.release,
-        duration_label(span as i64 / 1000)
+        "<title>Release {}: the candidate's share of traffic, steps and checks over {took}</title>",
+        first.release
     );
-    // The frame and the 0, 50 and 100 % rules.
-    for share in [0u8, 50, 100] {
-        let _ = write!(
-            svg,
-            r#"<line class="grid" x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/><text class="axis" x="{:.1}" y="{:.1}" text-anchor="end">{share}%</text>"#,
-            WIDTH - RIGHT,
-            y(share),
-            y(share),
-            LEFT - 6.0,
-            y(share) + 4.0
-        );
-    }
-    let _ = write!(
-        svg,
-        r#"<text class="axis" x="{LEFT}" y="{:.1}">0s</text><text class="axis" x="{:.1}" y="{:.1}" text-anchor="end">+{}</text>"#,
-        HEIGHT - 6.0,
-        WIDTH - RIGHT,
-        HEIGHT - 6.0,
-        duration_label(span as i64 / 1000)
-    );
-    // What the rows are.
-    let _ = write!(
-        svg,
-        r#"<text class="axis" x="{:.1}" y="16" text-anchor="end">checks</text><text class="legend" x="{:.1}" y="{:.1}" text-anchor="middle">share of traffic on the candidate</text>"#,
-        LEFT - 6.0,
-        LEFT + (WIDTH - LEFT - RIGHT) / 2.0,
-        HEIGHT - 6.0
-    );
-    // Step changes.
-    let mut step = None;
-    for transition in release {
-        if transition.step != step {
-            if let Some(number) = transition.step {
-                let at = x(transition.time);
-                let _ = write!(
-                    svg,
-                    r#"<line class="step" x1="{at:.1}" x2="{at:.1}" y1="{TOP}" y2="{:.1}"/><text class="step-label" x="{:.1}" y="{:.1}">{number}</text>"#,
-                    TOP + plot_height,
-                    at + 3.0,
-                    TOP + 10.0
-                );
-            }
-            step = transition.step;
-        }
-    }
-    // The candidate's share: held until the next transition, then to the end.
-    let mut points = String::new();
-    let mut share = candidate_share(first);
-    let _ = write!(points, "{:.1},{:.1}", x(first.time), y(share));
-    for transition in &release[1..] {
-        let at = x(transition.time);
-        let _ = write!(points, " {at:.1},{:.1}", y(share));
-        share = candidate_share(transition);
-        let _ = write!(points, " {at:.1},{:.1}", y(share));
-    }
-    let _ = write!(points, " {:.1},{:.1}", x(end), y(share));
-    let _ = write!(svg, r#"<polyline class="weight" points="{points}"/>"#);
-    // The checks.
-    for transition in release.iter().filter(|t| !t.checks.is_empty()) {
-        let Some(verdict) = worst(&transition.checks) else {
-            continue;
-        };
-        let seconds = (transition.time - first.time).num_seconds();
-        let _ = write!(
-            svg,
-            r#"<circle class="check verdict-{verdict}" cx="{:.1}" cy="12" r="5"><title>{}</title></circle>"#,
-            x(transition.time),
-            escape(&check_title(transition, seconds))
-        );
-    }
+    frame(&mut svg, &plot, &took);
+    step_rules(&mut svg, &plot, release);
+    let share = share_line(&mut svg, &plot, release, end, blue_green);
+    check_dots(&mut svg, &plot, release);
     let phase = format!("{:?}", last.phase);
     let _ = write!(
         svg,
         r#"<circle class="now phase-{}" cx="{:.1}" cy="{:.1}" r="4"><title>{phase}</title></circle></svg>"#,
         phase.to_lowercase(),
-        x(end),
-        y(share)
+        plot.x(end),
+        plot.y(share)
     );
     svg
+}
+
+/// The 0, 50 and 100 % rules, the time axis and what the rows are.
+fn frame(svg: &mut String, plot: &Plot, took: &str) {
+    for share in [0u8, 50, 100] {
+        let _ = write!(
+            svg,
+            r#"<line class="grid" x1="{LEFT}" x2="{:.1}" y1="{y:.1}" y2="{y:.1}"/><text class="axis" x="{:.1}" y="{:.1}" text-anchor="end">{share}%</text>"#,
+            WIDTH - RIGHT,
+            LEFT - 6.0,
+            plot.y(share) + 4.0,
+            y = plot.y(share),
+        );
+    }
+    let bottom = HEIGHT - 6.0;
+    let _ = write!(
+        svg,
+        r#"<text class="axis" x="{LEFT}" y="{bottom:.1}">0s</text><text class="axis" x="{:.1}" y="{bottom:.1}" text-anchor="end">+{took}</text>"#,
+        WIDTH - RIGHT,
+    );
+    let _ = write!(
+        svg,
+        r#"<text class="axis" x="{:.1}" y="16" text-anchor="end">checks</text><text class="legend" x="{:.1}" y="{bottom:.1}" text-anchor="middle">share of traffic on the candidate</text>"#,
+        LEFT - 6.0,
+        LEFT + (WIDTH - LEFT - RIGHT) / 2.0,
+    );
+}
+
+/// A dashed rule with its number where each step begins.
+fn step_rules(svg: &mut String, plot: &Plot, release: &[Transition]) {
+    let mut step = None;
+    for transition in release {
+        if transition.step == step {
+            continue;
+        }
+        if let Some(number) = transition.step {
+            let at = plot.x(transition.time);
+            let _ = write!(
+                svg,
+                r#"<line class="step" x1="{at:.1}" x2="{at:.1}" y1="{TOP}" y2="{:.1}"/><text class="step-label" x="{:.1}" y="{:.1}">{number}</text>"#,
+                HEIGHT - BOTTOM,
+                at + 3.0,
+                TOP + 10.0
+            );
+        }
+        step = transition.step;
+    }
+}
+
+/// The candidate's share, held from each transition to the next, then to the end; the share it
+/// ends at.
+fn share_line(
+    svg: &mut String,
+    plot: &Plot,
+    release: &[Transition],
+    end: DateTime<Utc>,
+    blue_green: bool,
+) -> u8 {
+    let mut points = String::new();
+    let mut share = 0;
+    for (i, transition) in release.iter().enumerate() {
+        let at = plot.x(transition.time);
+        if i > 0 {
+            let _ = write!(points, "{at:.1},{:.1} ", plot.y(share));
+        }
+        share = candidate_share(transition, blue_green);
+        let _ = write!(points, "{at:.1},{:.1} ", plot.y(share));
+    }
+    let _ = write!(points, "{:.1},{:.1}", plot.x(end), plot.y(share));
+    let _ = write!(svg, r#"<polyline class="weight" points="{points}"/>"#);
+    share
+}
+
+/// A dot per check, in the colour of its worst verdict, with the values in its tooltip.
+fn check_dots(svg: &mut String, plot: &Plot, release: &[Transition]) {
+    for transition in release {
+        let Some(verdict) = worst(&transition.checks) else {
+            continue;
+        };
+        let seconds = (transition.time - plot.start).num_seconds();
+        let _ = write!(
+            svg,
+            r#"<circle class="check verdict-{verdict}" cx="{:.1}" cy="12" r="5"><title>{}</title></circle>"#,
+            plot.x(transition.time),
+            escape(&check_title(transition, seconds))
+        );
+    }
 }
 
 #[cfg(test)]
@@ -258,7 +314,7 @@ mod tests {
             stepped,
             transition(3, 1, 20, Phase::Succeeded),
         ];
-        let svg = release_chart(&history, at(999));
+        let svg = release_chart(&history, at(999), false);
         // 0 % held to 10 s, 50 % to 20 s, then all the traffic: the settled release ends at 20 s.
         let plot = |share: f64| TOP + (HEIGHT - TOP - BOTTOM) * (1.0 - share / 100.0);
         let expected = format!(
@@ -276,10 +332,10 @@ mod tests {
     fn a_release_in_flight_runs_to_now_and_a_rolled_back_one_ends_at_zero() {
         let mut stepped = transition(1, 1, 0, Phase::Progressing);
         stepped.weight = Some(20);
-        let svg = release_chart(&[stepped.clone()], at(60));
+        let svg = release_chart(&[stepped.clone()], at(60), false);
         assert!(svg.contains("+1m00s"), "{svg}");
         let rolled_back = transition(2, 1, 30, Phase::RolledBack);
-        let svg = release_chart(&[stepped, rolled_back], at(600));
+        let svg = release_chart(&[stepped, rolled_back], at(600), false);
         assert!(svg.contains("+30s") && !svg.contains("+10m"), "{svg}");
         let zero = format!("628.0,{:.1}\"", HEIGHT - BOTTOM);
         assert!(svg.contains(&zero), "{svg}");
@@ -299,7 +355,7 @@ mod tests {
             check("latency-<p99>", Verdict::Error),
         ];
         let history = vec![transition(1, 1, 0, Phase::Progressing), checked, odd];
-        let svg = release_chart(&history, at(20));
+        let svg = release_chart(&history, at(20), false);
         assert!(svg.contains(r#"class="check verdict-fail""#), "{svg}");
         assert!(svg.contains(r#"class="check verdict-error""#), "{svg}");
         assert_eq!(svg.matches("class=\"check ").count(), 2);
@@ -309,9 +365,51 @@ mod tests {
 
     #[test]
     fn no_release_is_said_in_words() {
-        let svg = release_chart(&[], at(0));
+        let svg = release_chart(&[], at(0), false);
         assert!(svg.starts_with("<svg class=\"release-chart\"") && svg.contains("No release yet"));
         assert!(svg.ends_with("</svg>"));
+    }
+
+    #[test]
+    fn the_share_follows_the_stage_not_only_the_weight() {
+        use Stage::*;
+        let share = |phase, stage, weight, blue_green| {
+            traffic_share(phase, Some(stage), weight, blue_green)
+        };
+        assert_eq!(share(Phase::Progressing, Stepping, Some(50), false), 50);
+        assert_eq!(
+            share(Phase::Progressing, RollingBack, Some(50), false),
+            0,
+            "the rollback writes 0 first"
+        );
+        assert_eq!(
+            share(Phase::Progressing, RollingBackScaleDown, Some(50), false),
+            0
+        );
+        assert_eq!(share(Phase::Promoting, PromotingScale, Some(50), false), 50);
+        assert_eq!(
+            share(Phase::Promoting, PromotingDrain, Some(50), false),
+            100,
+            "<svc> selects the candidate"
+        );
+        assert_eq!(
+            share(Phase::Progressing, Previewing, None, true),
+            0,
+            "a preview serves no users"
+        );
+        assert_eq!(
+            share(Phase::Progressing, Verifying, None, true),
+            100,
+            "switched"
+        );
+        assert_eq!(share(Phase::Succeeded, Steady, Some(0), false), 100);
+        assert_eq!(share(Phase::RolledBack, Steady, Some(0), true), 0);
+    }
+
+    #[test]
+    fn a_settled_release_of_one_transition_is_labelled_by_what_it_took() {
+        let svg = release_chart(&[transition(1, 1, 0, Phase::RolledBack)], at(50), false);
+        assert!(svg.contains(">+0s</text>"), "{svg}");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 use sluice_strategies::status::{Phase, RolloutStatus};
 
-use super::chart::release_chart;
+use super::chart::{release_chart, traffic_share};
 
 /// Text made safe for HTML and SVG content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -35,7 +35,7 @@ pub fn card_id(namespace: &str, name: &str) -> String {
 pub struct CardData<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
-    /// `canary`, `blueGreen`, or none when the spec cannot be read.
+    /// `canary`, `blue/green`, or none when the spec cannot be read.
     pub strategy: Option<&'a str>,
     pub step_count: u32,
     pub status: &'a RolloutStatus,
@@ -73,10 +73,12 @@ pub fn card(data: &CardData<'_>, now: DateTime<Utc>) -> String {
             escape(strategy)
         );
     }
-    if in_flight && !weight.is_empty() {
+    let blue_green = data.strategy == Some("blue/green");
+    if in_flight {
+        let share = traffic_share(status.phase, status.stage, status.canary_weight, blue_green);
         let _ = write!(
             html,
-            r#"<span class="weight">{weight}% to candidate</span>"#
+            r#"<span class="weight">{share}% of traffic on the candidate</span>"#
         );
     }
     match (status.step, data.step_count) {
@@ -96,7 +98,7 @@ pub fn card(data: &CardData<'_>, now: DateTime<Utc>) -> String {
         let _ = write!(html, r#"<p class="message">{}</p>"#, escape(message));
     }
     html.push_str(r#"<div class="release">"#);
-    html.push_str(&release_chart(&status.history, now));
+    html.push_str(&release_chart(&status.history, now, blue_green));
     if !status.analysis.is_empty() {
         html.push_str(
             "<table class=\"checks\"><thead><tr><th>metric</th><th>value</th><th>bound</th><th>verdict</th></tr></thead><tbody>",
@@ -235,7 +237,9 @@ mod tests {
         };
         let html = card(&data, Utc::now());
         assert!(html.starts_with(r#"<section class="rollout phase-progressing" id="rollout/erp-system/reporting" data-namespace="erp-system" data-name="reporting" data-phase="Progressing" data-weight="25" data-step="2">"#), "{html}");
-        assert!(html.contains("step 2/4</span>") && html.contains("25% to candidate"));
+        assert!(
+            html.contains("step 2/4</span>") && html.contains("25% of traffic on the candidate")
+        );
         assert!(html.contains("step 2/4: &lt;25%&gt;"));
         assert!(html.contains(r#"<tr class="verdict-pass"><td>error-rate</td><td>0.25%</td><td>&lt;= 1%</td><td>pass</td></tr>"#), "{html}");
         assert!(html.contains(r#"<svg class="release-chart""#));

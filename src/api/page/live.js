@@ -8,15 +8,26 @@
   if (!list) return;
   const stream = new EventSource("/page/events" + location.search);
   stream.onopen = () => { root.dataset.live = "connected"; };
-  stream.onerror = () => { root.dataset.live = "reconnecting"; };
+  // EventSource gives up for good on an answer that is no stream (a 401 or a 429).
+  stream.onerror = () => {
+    root.dataset.live = stream.readyState === EventSource.CLOSED ? "closed" : "reconnecting";
+  };
+  // Cards stay in the server's order: by namespace, then name.
+  const before = (a, b) =>
+    a.dataset.namespace < b.dataset.namespace ||
+    (a.dataset.namespace === b.dataset.namespace && a.dataset.name < b.dataset.name);
   stream.addEventListener("card", (event) => {
     const card = JSON.parse(event.data);
     const shown = document.getElementById(card.id);
     if (shown) {
       shown.outerHTML = card.html;
-    } else {
-      list.insertAdjacentHTML("beforeend", card.html);
+      return;
     }
+    const holder = document.createElement("div");
+    holder.innerHTML = card.html;
+    const added = holder.firstElementChild;
+    const next = Array.from(list.children).find((other) => before(added, other));
+    list.insertBefore(added, next || null);
   });
   stream.addEventListener("gone", (event) => {
     const gone = document.getElementById(JSON.parse(event.data).id);

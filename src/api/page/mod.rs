@@ -11,6 +11,7 @@
 
 mod chart;
 mod html;
+mod session;
 mod stream;
 
 use std::time::Instant;
@@ -28,11 +29,8 @@ use super::error::ApiError;
 use super::rollouts::plan;
 use super::{ApiState, Auth};
 use crate::crd::Rollout;
+use session::{from_the_page_itself, session_cookie, session_token};
 
-/// The cookie that holds the viewer's token.
-pub const SESSION_COOKIE: &str = "sluice_session";
-/// How long a browser keeps the session: a working day.
-const SESSION_SECONDS: u32 = 12 * 3600;
 /// Cards on one page: past this, the viewer chooses a namespace.
 const MOST_CARDS: usize = 200;
 /// No page may load anything from another origin, nor run a script inline.
@@ -72,106 +70,46 @@ enum Viewer {
     Refused(ApiError),
 }
 
-/// The viewer of a request: the `Authorization` header if it has one, else the session cookie.
+/// The viewer of a request: a bearer token in `Authorization` if there is one, else the session
+/// cookie (a proxy in front may use `Authorization` for its own scheme).
 fn viewer(state: &ApiState, headers: &HeaderMap) -> Viewer {
     if matches!(*state.auth, Auth::Insecure) {
-        return allowed(state, String::new());
+        return admitted(state, String::new());
     }
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
+        .filter(|v| v.starts_with("Bearer "))
         .map(str::to_string);
     let from_cookie = || session_token(headers).map(|token| format!("Bearer {token}"));
     match bearer.or_else(from_cookie) {
-        Some(credential) => allowed(state, credential),
+        Some(credential) => admitted(state, credential),
         None => Viewer::Anonymous,
     }
 }
 
-fn allowed(state: &ApiState, credential: String) -> Viewer {
-    let caller = match state.auth.authenticate(Some(&credential)) {
-        Ok(caller) if caller.may_read_somewhere() => caller,
-        Ok(caller) => {
-            return Viewer::Refused(ApiError::forbidden(format!(
-                "token {} may not read Rollouts",
-                caller.name
-            )));
-        }
-        Err(err) => return Viewer::Refused(err),
-    };
-    match state.limiter.take(&caller.name, Instant::now()) {
-        Ok(()) => Viewer::Allowed { caller, credential },
+fn admitted(state: &ApiState, credential: String) -> Viewer {
+    match reader(state, &credential) {
+        Ok(caller) => match state.limiter.take(&caller.name, Instant::now()) {
+            Ok(()) => Viewer::Allowed { caller, credential },
+            Err(err) => Viewer::Refused(err),
+        },
         Err(err) => Viewer::Refused(err),
     }
 }
 
-/// The token in the session cookie, if the request carries one.
-fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| percent_decode(value))
-        .filter(|token| !token.is_empty())
-}
-
-/// A cookie value holds no `;`, `,`, space or quote: anything but the URL-safe characters is
-/// escaped as `%XX`.
-fn percent_encode(text: &str) -> String {
-    let mut encoded = String::with_capacity(text.len());
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
+/// The caller of `credential` if it may read somewhere: what the page needs, checked again as a
+/// stream goes on.
+fn reader(state: &ApiState, credential: &str) -> Result<Caller, ApiError> {
+    let caller = state.auth.authenticate(Some(credential))?;
+    if caller.may_read_somewhere() {
+        Ok(caller)
+    } else {
+        Err(ApiError::forbidden(format!(
+            "token {} may not read Rollouts",
+            caller.name
+        )))
     }
-    encoded
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut decoded = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                decoded.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                decoded.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&decoded).into_owned()
-}
-
-/// `Set-Cookie` for a session (or, with no token, for ending it). `Secure` when the request came
-/// through HTTPS, so that a plain-HTTP port-forward still works.
-fn session_cookie(token: Option<&str>, headers: &HeaderMap) -> HeaderValue {
-    let secure = headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
-    let (value, age) = match token {
-        Some(token) => (percent_encode(token), SESSION_SECONDS),
-        None => (String::new(), 0),
-    };
-    let cookie = format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={age}{}",
-        if secure { "; Secure" } else { "" }
-    );
-    // Built from URL-safe characters and fixed text only.
-    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// An answer with its type, how long it may be cached, and no type sniffing.
@@ -310,32 +248,38 @@ async fn sign_in(
     headers: HeaderMap,
     Form(form): Form<SignIn>,
 ) -> Response {
+    if !from_the_page_itself(&headers) {
+        return page(
+            StatusCode::FORBIDDEN,
+            html::sign_in(Some("sign in from this page")),
+        );
+    }
     if matches!(*state.auth, Auth::Insecure) {
         return see_other("/");
     }
-    // Guessing tokens is slowed for everyone alike: the form has no caller yet to limit.
-    if let Err(err) = state.limiter.take("sign-in form", Instant::now()) {
-        return page(err.status, html::sign_in(Some(&err.message)));
-    }
+    // No limiter here: a shared one would let anyone lock everyone out, and guessing a token of
+    // the entropy the README asks for is hopeless anyway.
     let token = form.token.trim();
-    match allowed(&state, format!("Bearer {token}")) {
-        Viewer::Allowed { caller, .. } => {
-            tracing::info!(token = %caller.name, "signed in to the status page");
+    match reader(&state, &format!("Bearer {token}")) {
+        Ok(caller) => {
+            tracing::info!(token_name = %caller.name, "signed in to the status page");
             let mut response = see_other("/");
             response
                 .headers_mut()
                 .insert(header::SET_COOKIE, session_cookie(Some(token), &headers));
             response
         }
-        Viewer::Refused(err) => page(err.status, html::sign_in(Some(&err.message))),
-        Viewer::Anonymous => page(
-            StatusCode::UNAUTHORIZED,
-            html::sign_in(Some("enter a token")),
-        ),
+        Err(err) => page(err.status, html::sign_in(Some(&err.message))),
     }
 }
 
 async fn sign_out(headers: HeaderMap) -> Response {
+    if !from_the_page_itself(&headers) {
+        return page(
+            StatusCode::FORBIDDEN,
+            html::sign_in(Some("sign out from this page")),
+        );
+    }
     let mut response = see_other("/");
     response
         .headers_mut()
@@ -357,54 +301,4 @@ async fn icon() -> Response {
 
 async fn style() -> Response {
     asset("text/css; charset=utf-8", include_str!("style.css"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_token_survives_the_cookie_whatever_its_characters() {
-        for token in ["plain-token_1.2~x", "with space;and,comma=\"q\"%", "ünï"] {
-            let encoded = percent_encode(token);
-            assert!(
-                encoded
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b))
-            );
-            assert_eq!(percent_decode(&encoded), token);
-        }
-        assert_eq!(percent_decode("50%"), "50%");
-        assert_eq!(percent_decode("%zz"), "%zz");
-    }
-
-    #[test]
-    fn the_session_token_is_found_among_other_cookies() {
-        let mut headers = HeaderMap::new();
-        headers.append(
-            header::COOKIE,
-            HeaderValue::from_static("a=1; sluice_session=t%3Bk; b=2"),
-        );
-        assert_eq!(session_token(&headers).as_deref(), Some("t;k"));
-        let mut empty = HeaderMap::new();
-        empty.append(header::COOKIE, HeaderValue::from_static("sluice_session="));
-        assert_eq!(session_token(&empty), None);
-        assert_eq!(session_token(&HeaderMap::new()), None);
-    }
-
-    #[test]
-    fn the_session_cookie_is_http_only_strict_and_secure_behind_https() {
-        let plain = session_cookie(Some("tok en"), &HeaderMap::new());
-        assert_eq!(
-            plain.to_str().unwrap(),
-            "sluice_session=tok%20en; Path=/; HttpOnly; SameSite=Strict; Max-Age=43200"
-        );
-        let mut forwarded = HeaderMap::new();
-        forwarded.insert("x-forwarded-proto", HeaderValue::from_static("HTTPS"));
-        let ended = session_cookie(None, &forwarded);
-        assert_eq!(
-            ended.to_str().unwrap(),
-            "sluice_session=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0; Secure"
-        );
-    }
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 use sluice_strategies::status::Phase;
 
 use super::html::card_id;
-use super::{MOST_CARDS, PageQuery, Viewer, card_of, viewer, visible};
+use super::{MOST_CARDS, PageQuery, Viewer, card_of, reader, viewer, visible};
 use crate::api::ApiState;
 use crate::api::auth::Caller;
 
@@ -66,15 +66,42 @@ struct Watch {
     namespace: Option<String>,
     /// Card id → the fingerprint of the card last sent.
     shown: HashMap<String, String>,
-    /// Events to send, newest first.
-    queued: Vec<Event>,
+    /// What to send, newest first: a card is rendered only as it goes out.
+    queued: Vec<Pending>,
     ended: bool,
+}
+
+enum Pending {
+    Card(std::sync::Arc<crate::crd::Rollout>),
+    Gone(String),
+    SignedOut,
+}
+
+impl Pending {
+    fn event(self, state: &ApiState) -> Event {
+        match self {
+            Pending::Card(rollout) => {
+                let id = card_id(
+                    &rollout.namespace().unwrap_or_default(),
+                    &rollout.name_any(),
+                );
+                let html = card_of(state, &rollout, chrono::Utc::now());
+                let data = json!({ "id": id, "html": html }).to_string();
+                Event::default().event("card").data(data)
+            }
+            Pending::Gone(id) => Event::default()
+                .event("gone")
+                .data(json!({ "id": id }).to_string()),
+            Pending::SignedOut => Event::default().event("signed-out").data("{}"),
+        }
+    }
 }
 
 fn events(watch: Watch) -> impl Stream<Item = Result<Event, Infallible>> {
     futures::stream::unfold(watch, |mut watch| async move {
         loop {
-            if let Some(event) = watch.queued.pop() {
+            if let Some(pending) = watch.queued.pop() {
+                let event = pending.event(&watch.state);
                 return Some((Ok(event), watch));
             }
             if watch.ended || *watch.state.stopping.borrow() {
@@ -94,26 +121,30 @@ fn events(watch: Watch) -> impl Stream<Item = Result<Event, Infallible>> {
 }
 
 impl Watch {
-    /// Queues what changed since the last look.
+    /// Queues what changed since the last look, as the viewer may see it now: a token narrowed
+    /// or revoked meanwhile narrows or ends the stream.
     fn look(&mut self) {
-        // A token revoked while the page is open closes it.
-        if matches!(*self.state.auth, crate::api::Auth::Tokens(_))
-            && !self
-                .state
-                .auth
-                .authenticate(Some(&self.credential))
-                .is_ok_and(|c| c.may_read_somewhere())
-        {
-            self.queued
-                .push(Event::default().event("signed-out").data("{}"));
-            self.ended = true;
-            return;
+        if matches!(*self.state.auth, crate::api::Auth::Tokens(_)) {
+            let now_allowed = reader(&self.state, &self.credential).and_then(|caller| {
+                if let Some(namespace) = &self.namespace {
+                    caller.allow(namespace, crate::api::auth::Action::Read)?;
+                }
+                Ok(caller)
+            });
+            match now_allowed {
+                Ok(caller) => self.caller = caller,
+                Err(_) => {
+                    self.queued = vec![Pending::SignedOut];
+                    self.ended = true;
+                    return;
+                }
+            }
         }
         let now = chrono::Utc::now();
         let rollouts = visible(&self.state, &self.caller, self.namespace.as_deref());
         let mut current = HashMap::new();
-        let mut new_events = Vec::new();
-        for rollout in rollouts.iter().take(MOST_CARDS) {
+        let mut found = Vec::new();
+        for rollout in rollouts.into_iter().take(MOST_CARDS) {
             let id = card_id(
                 &rollout.namespace().unwrap_or_default(),
                 &rollout.name_any(),
@@ -134,19 +165,16 @@ impl Watch {
                 }
             );
             if self.shown.get(&id) != Some(&fingerprint) {
-                let html = card_of(&self.state, rollout, now);
-                let data = json!({ "id": id, "html": html }).to_string();
-                new_events.push(Event::default().event("card").data(data));
+                found.push(Pending::Card(rollout));
             }
             current.insert(id, fingerprint);
         }
         for id in self.shown.keys().filter(|id| !current.contains_key(*id)) {
-            let data = json!({ "id": id }).to_string();
-            new_events.push(Event::default().event("gone").data(data));
+            found.push(Pending::Gone(id.clone()));
         }
         self.shown = current;
         // Queued newest first: popped in the order found.
-        new_events.reverse();
-        self.queued = new_events;
+        found.reverse();
+        self.queued = found;
     }
 }

@@ -383,8 +383,13 @@ impl Machine<'_> {
                         self.settle(Phase::Ready);
                     } else if Some(&self.target_revision) == self.s.rolled_back_revision.as_ref() {
                         // The target went back to a revision given up before: as in Steady, it
-                        // waits for `retry`.
-                        self.settle(Phase::RolledBack);
+                        // waits for `retry`. No new rollback: that one was announced then.
+                        let message = format!(
+                            "the target is {}, rolled back before: send retry to release it again",
+                            self.target_revision
+                        );
+                        self.note("AwaitingRetry", message, true);
+                        self.settle_without_note(Phase::RolledBack);
                     } else {
                         self.start_release();
                     }
@@ -585,6 +590,9 @@ impl Machine<'_> {
         let revision = self.s.candidate_revision.clone().unwrap_or_default();
         self.s.rollback_reason = Some(format!("{revision}: {reason}"));
         self.s.rollback_cause = Some(cause);
+        // A release given up with no failed check (an abort, a deadline, failed queries) is timed
+        // from the decision.
+        self.s.first_failure_at.get_or_insert(self.now());
         self.enter(Stage::RollingBack);
         self.note("RollingBack", format!("{revision}: {reason}"), true);
     }
@@ -618,7 +626,12 @@ impl Machine<'_> {
         if outcome == Phase::RolledBack {
             let reason = self.s.rollback_reason.clone().unwrap_or_default();
             self.note("RolledBack", reason, true);
-        } else {
+        }
+        self.settle_without_note(outcome);
+    }
+
+    fn settle_without_note(&mut self, outcome: Phase) {
+        if outcome != Phase::RolledBack {
             self.s.rollback_reason = None;
             self.s.rollback_cause = None;
         }

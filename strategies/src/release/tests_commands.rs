@@ -402,3 +402,44 @@ fn an_abort_says_why_in_the_rollback_reason_and_the_message() {
         .expect("the abort is a transition");
     assert_eq!(last.stage, Some(Stage::RollingBack));
 }
+
+#[test]
+fn a_target_back_on_a_revision_given_up_before_waits_for_retry_and_counts_no_new_rollback() {
+    let mut sim = Sim::taken_over(plan(json!({})));
+    sim.release("erp/reporting:1.1");
+    sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
+    sim.tick(60, Verdict::Fail);
+    sim.tick(60, Verdict::Fail);
+    sim.run_until(Stage::Steady, 1, Verdict::Pass, 5);
+    assert_eq!(sim.status.phase, Phase::RolledBack);
+    // Another revision starts, then the target goes back to the one given up.
+    sim.release("erp/reporting:1.2");
+    sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
+    sim.release("erp/reporting:1.1");
+    let mut notes = Vec::new();
+    for _ in 0..6 {
+        notes.extend(sim.tick(1, Verdict::Pass).notes.iter().map(|n| n.reason));
+        if sim.status.stage == Some(Stage::Steady) {
+            break;
+        }
+    }
+    assert_eq!(sim.status.phase, Phase::RolledBack);
+    assert!(notes.contains(&"Superseded"), "{notes:?}");
+    assert!(notes.contains(&"AwaitingRetry"), "{notes:?}");
+    assert!(
+        !notes.contains(&"RolledBack"),
+        "no second rollback of 1.1: {notes:?}"
+    );
+}
+
+#[test]
+fn a_release_given_up_with_no_failed_check_is_timed_from_the_decision() {
+    let mut sim = Sim::taken_over(plan(json!({})));
+    sim.release("erp/reporting:1.1");
+    sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
+    assert_eq!(sim.status.first_failure_at, None);
+    sim.command(CommandVerb::Abort, "a1");
+    sim.tick(1, Verdict::Pass);
+    assert_eq!(sim.stage(), Stage::RollingBack);
+    assert_eq!(sim.status.first_failure_at, Some(sim.world.now));
+}
