@@ -1037,6 +1037,41 @@ mod tests {
     }
 
     #[test]
+    fn a_release_that_ends_otherwise_is_no_rollback_whatever_cause_the_last_one_left() {
+        let metrics = Metrics::new();
+        // The cause of the previous rollback stays in the status through the next release.
+        let status = RolloutStatus {
+            rollback_cause: Some(RollbackCause::FailedChecks),
+            ..stepping()
+        };
+        for reason in ["Promoted", "Superseded"] {
+            let notes = [Note {
+                reason,
+                message: "...".into(),
+                warning: false,
+            }];
+            metrics.count_reconcile(
+                "ns",
+                "web",
+                Reconciled {
+                    check: None,
+                    command: None,
+                    notes: &notes,
+                    previous: &stepping(),
+                    status: &status,
+                    now: Utc::now(),
+                },
+            );
+        }
+        let text = metrics.encode();
+        assert!(
+            !text.contains("cause=\"failed_checks\""),
+            "no rollback counted: {text}"
+        );
+        assert!(text.contains("outcome=\"superseded\"} 1"), "{text}");
+    }
+
+    #[test]
     fn a_rollouts_counters_start_at_zero_so_its_first_event_is_an_increase() {
         let metrics = Metrics::new();
         metrics.observe_rollout("ns", "web", None, &stepping());
