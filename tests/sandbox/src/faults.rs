@@ -25,6 +25,20 @@ pub enum Verb {
 }
 
 impl Verb {
+    /// The API server's word for it, as RBAC rules name it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verb::Get => "get",
+            Verb::List => "list",
+            Verb::Watch => "watch",
+            Verb::Create => "create",
+            Verb::Update => "update",
+            Verb::Patch => "patch",
+            Verb::Delete => "delete",
+            Verb::DeleteCollection => "deletecollection",
+        }
+    }
+
     /// The verb of a request on a resource path (`named`: the path names one object).
     pub fn of(method: &Method, named: bool, watch: bool) -> Option<Verb> {
         Some(match (method.as_str(), named) {

@@ -6,6 +6,7 @@ pub mod api;
 pub mod control;
 pub mod faults;
 pub mod prometheus;
+pub mod rbac;
 pub mod store;
 pub mod testing;
 pub mod traffic;
@@ -118,6 +119,7 @@ pub struct Sandbox {
     store: Arc<Store>,
     faults: Arc<Faults>,
     workloads: Arc<Workloads>,
+    authority: Arc<rbac::Authority>,
     traffic: Arc<Mutex<TrafficEngine>>,
     prometheus: Option<Prometheus>,
     stop: watch::Sender<bool>,
@@ -140,6 +142,7 @@ impl Sandbox {
         install_ingress_class(&store)?;
         let faults = Arc::new(Faults::default());
         let workloads = Arc::new(Workloads::default());
+        let authority = Arc::new(rbac::Authority::default());
         let traffic = Arc::new(Mutex::new(TrafficEngine::with_options(
             config.seed,
             config.image_behaviors.clone(),
@@ -154,6 +157,7 @@ impl Sandbox {
             workloads: workloads.clone(),
             metrics: Arc::new(move || lock(&metrics_source).render_metrics()),
             bookmark_interval: config.bookmark_interval,
+            authority: authority.clone(),
         });
         let mut tasks = Vec::new();
         let server_stop = wait_for_stop(stopped.clone());
@@ -177,6 +181,7 @@ impl Sandbox {
             store,
             faults,
             workloads,
+            authority,
             traffic,
             prometheus: None,
             stop,
@@ -220,6 +225,16 @@ impl Sandbox {
 
     pub fn faults(&self) -> &Arc<Faults> {
         &self.faults
+    }
+
+    /// The RBAC decisions on requests that carried a ServiceAccount token, oldest first.
+    pub fn authorizations(&self) -> Vec<rbac::Decision> {
+        self.authority.decisions()
+    }
+
+    /// A token for ServiceAccount `namespace/name`, as `kubectl create token` gets one.
+    pub fn service_account_token(&self, namespace: &str, name: &str) -> String {
+        self.authority.issue(namespace, name)
     }
 
     pub fn workloads(&self) -> &Arc<Workloads> {

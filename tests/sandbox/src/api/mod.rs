@@ -34,6 +34,8 @@ pub struct ApiState {
     pub metrics: Arc<dyn Fn() -> String + Send + Sync>,
     /// How often an idle watch with `allowWatchBookmarks` gets a BOOKMARK.
     pub bookmark_interval: Duration,
+    /// The ServiceAccount tokens issued, and what RBAC decided for the requests that carried one.
+    pub authority: Arc<crate::rbac::Authority>,
 }
 
 pub fn router(state: Arc<ApiState>) -> Router {
@@ -66,7 +68,17 @@ async fn handle(
     let query: HashMap<String, String> = Query::try_from_uri(&uri)
         .map(|Query(q)| q)
         .unwrap_or_default();
+    // No token: the sandbox's own kubeconfig, a cluster admin. A token: the ServiceAccount it was
+    // issued for, under RBAC.
+    let user = match authenticate(&api, &headers) {
+        Ok(user) => user,
+        Err(err) => return err.into_response(),
+    };
+    // Discovery is open to every authenticated user (the default system:discovery binding).
     if let Some(response) = discovery::answer(&api, &method, &path, &headers) {
+        return response;
+    }
+    if let Some(response) = token_request(&api, user.as_ref(), &method, &path) {
         return response;
     }
     let kinds = api.store.kinds();
@@ -83,6 +95,30 @@ async fn handle(
         return ApiError::method_not_allowed(format!("{method} is not supported on {path}"))
             .into_response();
     };
+    if let Some(user) = &user {
+        if let Err(err) = authorize(&api, user, verb, &request) {
+            return err.into_response();
+        }
+        // A server-side apply of an object that does not exist creates it, and kube-apiserver
+        // asks RBAC for `create` too (patch.go: forceAllowCreate, createAuthorizerAttributes).
+        let applying = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|t| t.starts_with("application/apply-patch"));
+        let creates = verb == Verb::Patch
+            && applying
+            && api
+                .store
+                .get(
+                    &request.kind,
+                    request.namespace.as_deref().unwrap_or_default(),
+                    request.name.as_deref().unwrap_or_default(),
+                )
+                .is_err();
+        if creates && let Err(err) = authorize(&api, user, Verb::Create, &request) {
+            return err.into_response();
+        }
+    }
     let fault = api.faults.check(verb, &request.kind.plural);
     if !fault.delay.is_zero() {
         tokio::time::sleep(fault.delay).await;
@@ -94,6 +130,155 @@ async fn handle(
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
+}
+
+/// The user of a request's bearer token; None without one (the sandbox's admin). A token the
+/// sandbox did not issue is a 401, as kube-apiserver answers it.
+fn authenticate(
+    api: &ApiState,
+    headers: &HeaderMap,
+) -> Result<Option<crate::rbac::User>, ApiError> {
+    let Some(value) = headers.get(header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    match token.and_then(|t| api.authority.user_of(t)) {
+        Some(user) => Ok(Some(user)),
+        None => Err(ApiError {
+            code: 401,
+            reason: "Unauthorized",
+            message: "Unauthorized".into(),
+            details: None,
+        }),
+    }
+}
+
+/// RBAC's decision on one resource request of `user`, recorded; a 403 as kube-apiserver words it
+/// when no rule allows it.
+fn authorize(
+    api: &ApiState,
+    user: &crate::rbac::User,
+    verb: Verb,
+    request: &ResourcePath,
+) -> Result<(), ApiError> {
+    const RBAC: &str = "rbac.authorization.k8s.io";
+    let list = |plural: &str| api.store.list_all(RBAC, plural, None);
+    let (roles, cluster_roles, role_bindings, cluster_role_bindings) = (
+        list("roles"),
+        list("clusterroles"),
+        list("rolebindings"),
+        list("clusterrolebindings"),
+    );
+    let policy = crate::rbac::Policy {
+        roles: &roles,
+        cluster_roles: &cluster_roles,
+        role_bindings: &role_bindings,
+        cluster_role_bindings: &cluster_role_bindings,
+    };
+    let verb_word = verb.as_str();
+    let attributes = crate::rbac::Attributes {
+        verb: verb_word,
+        group: &request.kind.group,
+        resource: &request.kind.plural,
+        subresource: match request.subresource {
+            Subresource::Main => "",
+            Subresource::Status => "status",
+            Subresource::Scale => "scale",
+        },
+        namespace: request.namespace.as_deref().unwrap_or_default(),
+        name: request.name.as_deref().unwrap_or_default(),
+    };
+    let allowed_by = crate::rbac::allowing_rules(&policy, user, &attributes);
+    api.authority.record(crate::rbac::Decision {
+        user: user.name.clone(),
+        verb: verb_word.to_string(),
+        group: attributes.group.to_string(),
+        resource: attributes.resource.to_string(),
+        subresource: attributes.subresource.to_string(),
+        namespace: attributes.namespace.to_string(),
+        name: attributes.name.to_string(),
+        allowed_by: allowed_by.clone(),
+    });
+    if !allowed_by.is_empty() {
+        return Ok(());
+    }
+    let mut details = json!({"kind": attributes.resource});
+    if !attributes.group.is_empty() {
+        details["group"] = json!(attributes.group);
+    }
+    if !attributes.name.is_empty() {
+        details["name"] = json!(attributes.name);
+    }
+    Err(ApiError {
+        code: 403,
+        reason: "Forbidden",
+        message: crate::rbac::forbidden_message(user, &attributes),
+        details: Some(details),
+    })
+}
+
+/// `POST /api/v1/namespaces/{ns}/serviceaccounts/{name}/token` (what `kubectl create token`
+/// sends): a token for the ServiceAccount, for the sandbox's admin only.
+fn token_request(
+    api: &ApiState,
+    user: Option<&crate::rbac::User>,
+    method: &Method,
+    path: &str,
+) -> Option<Response> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let [
+        "api",
+        "v1",
+        "namespaces",
+        namespace,
+        "serviceaccounts",
+        name,
+        "token",
+    ] = segments[..]
+    else {
+        return None;
+    };
+    if *method != Method::POST {
+        return Some(
+            ApiError::method_not_allowed(format!("{method} is not supported on {path}"))
+                .into_response(),
+        );
+    }
+    if let Some(user) = user {
+        let message = format!(
+            "serviceaccounts \"{name}\" is forbidden: User \"{}\" cannot create resource \"serviceaccounts/token\" in API group \"\" in the namespace \"{namespace}\"",
+            user.name
+        );
+        let refused = ApiError {
+            code: 403,
+            reason: "Forbidden",
+            message,
+            details: Some(json!({"kind": "serviceaccounts", "name": name})),
+        };
+        return Some(refused.into_response());
+    }
+    if api
+        .store
+        .list_all("", "serviceaccounts", Some(namespace))
+        .iter()
+        .all(|sa| sa.pointer("/metadata/name").and_then(Value::as_str) != Some(name))
+    {
+        return Some(ApiError::not_found("", "serviceaccounts", name).into_response());
+    }
+    let token = api.authority.issue(namespace, name);
+    let expires = chrono::Utc::now() + chrono::Duration::hours(1);
+    let body = json!({
+        "kind": "TokenRequest",
+        "apiVersion": "authentication.k8s.io/v1",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"audiences": [], "expirationSeconds": 3600},
+        "status": {"token": token, "expirationTimestamp": expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)},
+    });
+    Some(json_response(StatusCode::CREATED, &body))
 }
 
 fn serve(

@@ -134,6 +134,17 @@ pub fn builtins() -> Vec<ResourceKind> {
             false,
         ),
         builtin("", "v1", "Secret", "secrets", true, &[], false, false),
+        // Installed by sluice's chart and manifests; nothing in the sandbox evicts pods.
+        builtin(
+            "policy",
+            "v1",
+            "PodDisruptionBudget",
+            "poddisruptionbudgets",
+            true,
+            &["pdb"],
+            true,
+            false,
+        ),
         builtin("", "v1", "Event", "events", true, &["ev"], false, false),
         builtin(
             "",
