@@ -21,10 +21,79 @@ use tracing::Instrument;
 /// What the request-count query is called in messages, where a metric's name would be.
 const REQUESTS: &str = "candidate requests";
 
+/// How sluice proves who it is to Prometheus: a credential read from a file (a mounted Secret) at
+/// every query, so that a rotated Secret is used as soon as the kubelet updates the file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PrometheusAuth {
+    /// `Authorization: Bearer <the file's content>`.
+    BearerTokenFile(std::path::PathBuf),
+    /// `Authorization: Basic`, from a file holding `user:password`.
+    BasicAuthFile(std::path::PathBuf),
+}
+
+impl PrometheusAuth {
+    /// The `Authorization` header's value, or why there is none.
+    pub fn header(&self) -> Result<String, String> {
+        let (path, basic) = match self {
+            PrometheusAuth::BearerTokenFile(path) => (path, false),
+            PrometheusAuth::BasicAuthFile(path) => (path, true),
+        };
+        let read = std::fs::read_to_string(path).map_err(|e| {
+            format!(
+                "cannot read the Prometheus credential file {}: {e}",
+                path.display()
+            )
+        })?;
+        // A Secret's value often ends with the newline of the editor that wrote it.
+        let credential = read.trim_end_matches(['\n', '\r']);
+        if credential.is_empty() {
+            return Err(format!(
+                "the Prometheus credential file {} is empty",
+                path.display()
+            ));
+        }
+        if basic {
+            if !credential.contains(':') {
+                return Err(format!(
+                    "the Prometheus basic auth file {} must hold user:password",
+                    path.display()
+                ));
+            }
+            Ok(format!("Basic {}", base64_encode(credential.as_bytes())))
+        } else {
+            Ok(format!("Bearer {credential}"))
+        }
+    }
+}
+
+/// Standard base64 with padding (RFC 4648), for a Basic credential.
+fn base64_encode(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[((n >> shift) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 /// Asks Prometheus for the readings of analysis checks.
 #[derive(Clone)]
 pub struct Analyst {
     client: prometheus_http_query::Client,
+    /// The credential sent with every query, if Prometheus wants one.
+    auth: Option<PrometheusAuth>,
     /// The base URL as queries use it, for messages.
     url: String,
     /// The bound on each query, on our side and on Prometheus'.
@@ -85,8 +154,14 @@ impl Analyst {
             client,
             url,
             timeout,
+            auth: None,
             metrics: None,
         })
+    }
+
+    /// Every query sends the credential `auth` reads.
+    pub fn authenticated_by(self, auth: Option<PrometheusAuth>) -> Analyst {
+        Analyst { auth, ..self }
     }
 
     /// Each query's duration and failure counted in `metrics`.
@@ -153,8 +228,21 @@ impl Analyst {
         tracing::debug!(metric = what, %query, "querying Prometheus");
         // Prometheus takes whole milliseconds; a timeout too long for i64 is no bound at all.
         let timeout_ms = i64::try_from(self.timeout.as_millis()).unwrap_or(i64::MAX);
+        let mut request = self.client.query(&query).timeout(timeout_ms);
+        if let Some(auth) = &self.auth {
+            let header = auth.header().and_then(|h| {
+                reqwest::header::HeaderValue::from_str(&h).map_err(|e| e.to_string())
+            });
+            match header {
+                Ok(mut value) => {
+                    value.set_sensitive(true);
+                    request = request.header(reqwest::header::AUTHORIZATION, value);
+                }
+                Err(why) => return Reading::Failed(format!("query for {what} not sent: {why}")),
+            }
+        }
         // POST: custom queries can be long, and a form body has no URL length limit on the way.
-        let sent = self.client.query(&query).timeout(timeout_ms).post();
+        let sent = request.post();
         let started = std::time::Instant::now();
         let reading = match tokio::time::timeout(self.timeout, sent).await {
             Err(_elapsed) => Reading::Failed(self.timed_out(what)),
@@ -253,4 +341,59 @@ fn root_cause(error: &(dyn StdError + 'static)) -> String {
         cause = next;
     }
     cause.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_is_the_standard_alphabet_with_padding() {
+        for (plain, encoded) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("sluice:s3cr3t/+?", "c2x1aWNlOnMzY3IzdC8rPw=="),
+        ] {
+            assert_eq!(base64_encode(plain.as_bytes()), encoded, "{plain}");
+        }
+    }
+
+    #[test]
+    fn the_credential_is_read_from_its_file_at_each_use() {
+        let dir = std::env::temp_dir().join(format!("sluice-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let token = dir.join("token");
+        std::fs::write(&token, "t0k3n\n").unwrap();
+        let bearer = PrometheusAuth::BearerTokenFile(token.clone());
+        assert_eq!(bearer.header().unwrap(), "Bearer t0k3n");
+        std::fs::write(&token, "rotated").unwrap();
+        assert_eq!(
+            bearer.header().unwrap(),
+            "Bearer rotated",
+            "a rotated Secret is used"
+        );
+        let basic = dir.join("basic");
+        std::fs::write(&basic, "sluice:pw\n").unwrap();
+        assert_eq!(
+            PrometheusAuth::BasicAuthFile(basic.clone())
+                .header()
+                .unwrap(),
+            "Basic c2x1aWNlOnB3"
+        );
+        std::fs::write(&basic, "no-colon").unwrap();
+        let refused = PrometheusAuth::BasicAuthFile(basic).header().unwrap_err();
+        assert!(refused.contains("user:password"), "{refused}");
+        std::fs::write(&token, "\n").unwrap();
+        assert!(bearer.header().unwrap_err().contains("is empty"));
+        let missing = PrometheusAuth::BearerTokenFile(dir.join("absent"))
+            .header()
+            .unwrap_err();
+        assert!(
+            missing.contains("cannot read the Prometheus credential file"),
+            "{missing}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

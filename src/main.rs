@@ -3,6 +3,7 @@
 //! the API (`sluice release|promote|abort|pause|resume|retry|get|watch`), which also runs as the
 //! kubectl plugin `kubectl-sluice`: nothing here depends on the program's name.
 
+use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -36,6 +37,20 @@ enum Command {
         /// Bound on every Prometheus query, in seconds.
         #[arg(long, default_value_t = 5)]
         query_timeout: u64,
+        /// A file holding a bearer token for Prometheus (a mounted Secret), read at every query.
+        #[arg(long, env = "SLUICE_PROMETHEUS_BEARER_TOKEN_FILE")]
+        prometheus_bearer_token_file: Option<std::path::PathBuf>,
+        /// A file holding `user:password` for Prometheus's basic auth, read at every query.
+        #[arg(
+            long,
+            env = "SLUICE_PROMETHEUS_BASIC_AUTH_FILE",
+            conflicts_with = "prometheus_bearer_token_file"
+        )]
+        prometheus_basic_auth_file: Option<std::path::PathBuf>,
+        /// The class of the ingress-nginx that serves sluice's canary annotations: a Rollout on an
+        /// Ingress of another class is reported invalid (default: any class).
+        #[arg(long, env = "SLUICE_INGRESS_CLASS")]
+        ingress_class: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -76,12 +91,21 @@ async fn main() -> anyhow::Result<ExitCode> {
             prometheus_url,
             listen,
             query_timeout,
+            prometheus_bearer_token_file,
+            prometheus_basic_auth_file,
+            ingress_class,
             api,
         } => {
             let auth =
                 sluice::api::Auth::configure(api.api_tokens_file.as_deref(), api.api_insecure)?;
             let mut config = sluice::ControllerConfig::new(prometheus_url);
             config.query_timeout = Duration::from_secs(query_timeout);
+            config.ingress_class = ingress_class;
+            config.prometheus_auth =
+                prometheus_bearer_token_file
+                    .map(sluice::analysis::PrometheusAuth::BearerTokenFile)
+                    .or(prometheus_basic_auth_file
+                        .map(sluice::analysis::PrometheusAuth::BasicAuthFile));
             let kubeconfig = kube::Config::infer()
                 .await
                 .context("reading the cluster's configuration (kubeconfig or in-cluster)")?;
@@ -94,9 +118,11 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .await
                 .with_context(|| format!("listening on {} for the API", api.api_listen))?;
             let (probes_at, api_at) = (listener.local_addr()?, api_listener.local_addr()?);
-            // On stdout, so that scripts and tests that asked for port 0 find the ports.
-            println!("sluice probes and metrics on http://{probes_at}");
-            println!("sluice API on http://{api_at}");
+            // On stdout, so that scripts and tests that asked for port 0 find the ports; a reader
+            // gone away is no reason to stop.
+            let mut stdout = std::io::stdout();
+            let _ = writeln!(stdout, "sluice probes and metrics on http://{probes_at}");
+            let _ = writeln!(stdout, "sluice API on http://{api_at}");
             let api = sluice::ApiServer {
                 listener: api_listener,
                 auth,

@@ -10,7 +10,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, PostParams};
 use prometheus_http_query::response::Data;
 use serde_json::{Value, json};
-use sluice::analysis::{AnalysisError, Analyst};
+use sluice::analysis::{AnalysisError, Analyst, PrometheusAuth};
 use sluice_sandbox::{Sandbox, SandboxConfig};
 use sluice_strategies::analysis::{CheckOutcome, MetricJudgement};
 use sluice_strategies::plan::AnalysisPlan;
@@ -470,4 +470,51 @@ fn only_http_urls_make_an_analyst() {
     let behind = Analyst::new("https://gateway.example.com/prometheus/", TIMEOUT).expect("valid");
     assert_eq!(behind.url(), "https://gateway.example.com/prometheus");
     assert_eq!(behind.timeout(), TIMEOUT);
+}
+
+/// A Prometheus behind a proxy that wants `Authorization: Bearer good`: every query it lets
+/// through answers one sample of 0.2, others get 401.
+async fn prometheus_wanting_a_token() -> String {
+    use axum::http::{HeaderMap, StatusCode};
+
+    async fn answer(headers: HeaderMap) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        let authorized =
+            headers.get("authorization").and_then(|v| v.to_str().ok()) == Some("Bearer good");
+        if !authorized {
+            return (StatusCode::UNAUTHORIZED, "who are you").into_response();
+        }
+        let body = json!({"status": "success", "data": {"resultType": "vector",
+            "result": [{"metric": {}, "value": [1_700_000_000, "0.2"]}]}});
+        axum::Json(body).into_response()
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a free port");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    let router = axum::Router::new().route("/api/v1/query", axum::routing::post(answer));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
+#[tokio::test]
+async fn every_query_carries_the_credential_its_file_holds_now() {
+    let url = prometheus_wanting_a_token().await;
+    let file = std::env::temp_dir().join(format!("sluice-prometheus-token-{}", std::process::id()));
+    std::fs::write(&file, "wrong\n").expect("the token file is written");
+    let analyst = Analyst::new(&url, TIMEOUT)
+        .expect("a valid URL")
+        .authenticated_by(Some(PrometheusAuth::BearerTokenFile(file.clone())));
+    let strict = plan(0, json!([{"name": "error-rate", "max": 1}]));
+    let refused = analyst.check(&strict, &vars()).await;
+    assert_eq!(refused.verdict, Verdict::Error, "{refused:#?}");
+    assert!(
+        reason(metric(&refused, "error-rate")).contains("401"),
+        "{refused:#?}"
+    );
+    // The Secret is rotated: the next check sends the new token, without a restart.
+    std::fs::write(&file, "good\n").expect("the token file is rewritten");
+    let passed = analyst.check(&strict, &vars()).await;
+    assert_eq!(passed.verdict, Verdict::Pass, "{passed:#?}");
+    std::fs::remove_file(&file).expect("removed");
 }

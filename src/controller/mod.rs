@@ -39,6 +39,11 @@ pub struct ControllerConfig {
     pub prometheus_url: String,
     /// Bound on every Prometheus query.
     pub query_timeout: Duration,
+    /// The credential Prometheus wants, if any.
+    pub prometheus_auth: Option<crate::analysis::PrometheusAuth>,
+    /// The class of the ingress-nginx whose canary annotations sluice writes (`--ingress-class`):
+    /// a Rollout on an Ingress of another class is invalid. None: any class.
+    pub ingress_class: Option<String>,
     /// Where the controller's metrics go: shared with the kube client's layer
     /// ([`crate::metrics::metered_client`]) so that its requests are counted beside the rest.
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -49,6 +54,8 @@ impl ControllerConfig {
         ControllerConfig {
             prometheus_url: prometheus_url.into(),
             query_timeout: Duration::from_secs(5),
+            prometheus_auth: None,
+            ingress_class: None,
             metrics: Arc::new(crate::metrics::Metrics::new()),
         }
     }
@@ -68,6 +75,8 @@ pub struct Context {
     /// Our latest write to each Rollout, so that no reconcile decides from a cache behind it.
     pub own_writes: own_writes::OwnWrites,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// `--ingress-class`, if given.
+    pub ingress_class: Option<String>,
 }
 
 impl Context {
@@ -132,8 +141,9 @@ pub async fn run(
 ) -> Result<(), Error> {
     let presets = Presets::embedded()?;
     let metrics = config.metrics.clone();
-    let analyst =
-        Analyst::new(&config.prometheus_url, config.query_timeout)?.observed_by(metrics.clone());
+    let analyst = Analyst::new(&config.prometheus_url, config.query_timeout)?
+        .authenticated_by(config.prometheus_auth.clone())
+        .observed_by(metrics.clone());
     let (deployments, deployments_writer) = reflector::store();
     let (services, services_writer) = reflector::store();
     let (ingresses, ingresses_writer) = reflector::store();
@@ -196,6 +206,7 @@ pub async fn run(
         ),
         own_writes: own_writes::OwnWrites::default(),
         metrics: metrics.clone(),
+        ingress_class: config.ingress_class.clone(),
     });
     let stores_ready = ready.clone();
     tokio::spawn(async move {

@@ -272,6 +272,7 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
             .as_deref()
             .is_some_and(observe::selects_by_expressions),
         ingress: ingress_json.as_ref(),
+        ingress_class: ctx.ingress_class.as_deref(),
         foreign_owners: seen.foreign_owners(rollout.uid().as_deref()),
     };
     let problems = cluster_problems(&plan, &facts);

@@ -87,6 +87,8 @@ pub struct Env {
     controller: Option<Running>,
     /// Where the running controller serves /healthz, /readyz and /metrics.
     pub probes: Option<std::net::SocketAddr>,
+    /// `--ingress-class` of the controllers started from now on.
+    pub ingress_class: Option<String>,
 }
 
 /// How the controller serves its API in a test.
@@ -221,6 +223,7 @@ impl Env {
             prometheus_url,
             controller: None,
             probes: None,
+            ingress_class: None,
         };
         create::<Deployment>(&env.client, NS, fast_deployment(APP)).await;
         create::<Service>(&env.client, NS, fixture("Service", SERVICE)).await;
@@ -308,6 +311,7 @@ impl Env {
         assert!(self.controller.is_none(), "one controller at a time");
         let mut config = ControllerConfig::new(prometheus_url);
         config.query_timeout = secs(2);
+        config.ingress_class = self.ingress_class.clone();
         // A client of its own, as a new process would have, counted in the controller's metrics.
         let kubeconfig = self
             .sandbox

@@ -429,3 +429,28 @@ async fn a_world_write_that_fails_after_a_transition_loses_none_of_its_events() 
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rollout_on_an_ingress_of_another_class_is_invalid_and_touches_no_traffic() {
+    bounded(async {
+        let mut env = Env::start(Setup::default()).await;
+        // erp-ingress is served by the ingress-nginx of class nginx; this sluice writes for another.
+        env.ingress_class = Some("nginx-internal".to_string());
+        env.create_rollout(APP, json!({})).await;
+        env.start_controller().await;
+        let rollout = env
+            .wait_for("phase Failed", secs(15), |r| phase(r) == Phase::Failed)
+            .await;
+        let message = status(&rollout).message.unwrap_or_default();
+        assert!(
+            message.contains("Ingress erp-system/erp-ingress has ingress class nginx, but this sluice writes canary annotations for the ingress-nginx of class nginx-internal"),
+            "{message}"
+        );
+        assert!(
+            env.history().of("Ingress", CANARY_INGRESS).is_empty(),
+            "no canary Ingress was written"
+        );
+        env.finish().await;
+    })
+    .await;
+}

@@ -27,6 +27,8 @@ pub struct ClusterFacts<'a> {
     pub target_selects_by_expressions: bool,
     /// The user's Ingress (canary only), as JSON; None when it does not exist.
     pub ingress: Option<&'a Value>,
+    /// The class of the ingress-nginx this controller writes canary annotations for; None: any.
+    pub ingress_class: Option<&'a str>,
     pub foreign_owners: Vec<ForeignOwner>,
 }
 
@@ -72,6 +74,18 @@ pub fn cluster_problems(plan: &ReleasePlan, facts: &ClusterFacts<'_>) -> Vec<Str
                     problems.push(format!(
                         "spec.strategy.canary.ingressRef: Ingress {ns}/{} has no rule for Service {} port {}",
                         canary.ingress, plan.service.name, plan.service.port
+                    ));
+                }
+                // Another controller's Ingress ignores the canary annotations: traffic would never
+                // move, and every check would judge a candidate nobody reached.
+                let other_class = rules
+                    .iter()
+                    .filter_map(|r| r.ingress_class.as_deref())
+                    .find(|class| facts.ingress_class.is_some_and(|ours| ours != *class));
+                if let (Some(theirs), Some(ours)) = (other_class, facts.ingress_class) {
+                    problems.push(format!(
+                        "spec.strategy.canary.ingressRef: Ingress {ns}/{} has ingress class {theirs}, but this sluice writes canary annotations for the ingress-nginx of class {ours} (--ingress-class): use an Ingress of class {ours}, or run a sluice for class {theirs}",
+                        canary.ingress
                     ));
                 }
                 let unmeasured = rules
@@ -137,6 +151,7 @@ mod tests {
             target_exists: true,
             target_selects_by_expressions: false,
             ingress: Some(&routing),
+            ingress_class: None,
             foreign_owners: vec![],
         };
         assert!(cluster_problems(&plan(), &ok).is_empty());
@@ -154,6 +169,7 @@ mod tests {
             target_exists: false,
             target_selects_by_expressions: true,
             ingress: Some(&elsewhere),
+            ingress_class: None,
             foreign_owners: vec![foreign],
         };
         let problems = cluster_problems(&plan(), &bad);
@@ -167,11 +183,56 @@ mod tests {
             target_exists: true,
             target_selects_by_expressions: false,
             ingress: None,
+            ingress_class: None,
             foreign_owners: vec![],
         };
         assert!(
             cluster_problems(&plan(), &missing)[0]
                 .contains("Ingress erp-system/erp-ingress not found")
+        );
+    }
+
+    #[test]
+    fn an_ingress_of_another_controllers_class_is_named_with_the_fix() {
+        let of_class = |class: Option<&str>| {
+            let mut ingress = json!({"spec": {"rules": [{"host": "erp.example.com", "http": {"paths": [
+                {"path": "/api/reports", "pathType": "Prefix", "backend": {"service": {"name": "reporting-service", "port": {"number": 80}}}}
+            ]}}]}});
+            if let Some(class) = class {
+                ingress["spec"]["ingressClassName"] = json!(class);
+            }
+            ingress
+        };
+        let problems = |ingress: &Value, ours: Option<&str>| {
+            let facts = ClusterFacts {
+                namespace: "erp-system",
+                target_exists: true,
+                ingress: Some(ingress),
+                ingress_class: ours,
+                ..ClusterFacts::default()
+            };
+            cluster_problems(&plan(), &facts)
+        };
+        let traefik = of_class(Some("traefik"));
+        let refused = problems(&traefik, Some("nginx"));
+        assert_eq!(refused.len(), 1, "{refused:?}");
+        assert!(refused[0].contains("has ingress class traefik, but this sluice writes canary annotations for the ingress-nginx of class nginx (--ingress-class)"), "{refused:?}");
+        assert!(problems(&of_class(Some("nginx")), Some("nginx")).is_empty());
+        assert!(
+            problems(&of_class(None), Some("nginx")).is_empty(),
+            "no class: the default one may serve it"
+        );
+        assert!(
+            problems(&traefik, None).is_empty(),
+            "no --ingress-class: any"
+        );
+        let mut legacy = of_class(None);
+        legacy["metadata"] =
+            json!({"annotations": {"kubernetes.io/ingress.class": "nginx-internal"}});
+        assert_eq!(
+            problems(&legacy, Some("nginx")).len(),
+            1,
+            "the legacy annotation counts"
         );
     }
 
@@ -188,6 +249,7 @@ mod tests {
                 target_exists: true,
                 target_selects_by_expressions: false,
                 ingress,
+                ingress_class: None,
                 foreign_owners: vec![],
             }
         }
