@@ -12,6 +12,7 @@ mod cli;
 mod dashboard_queries;
 mod harness;
 mod history;
+mod install;
 mod lifecycle;
 mod metrics;
 mod records;
