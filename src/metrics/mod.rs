@@ -20,8 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use sluice_strategies::plan::{ReleasePlan, StrategyPlan};
-use sluice_strategies::release::{Command, Note};
-use sluice_strategies::status::{Phase, RollbackCause, RolloutStatus, Stage};
+use sluice_strategies::release::{Command, Note, traffic_back_after_failure};
+use sluice_strategies::status::{Phase, RollbackCause, RolloutStatus};
 use std::sync::atomic::AtomicU64;
 
 type FloatGauge = Gauge<f64, AtomicU64>;
@@ -741,25 +741,6 @@ impl Drop for InFlight {
     }
 }
 
-/// When the failure began, if this reconcile is the one that saw a rollback's traffic back on the
-/// stable slot: the machine leaves `RollingBack` only once it read the traffic back (and goes
-/// straight to scaling down when the traffic never left stable, as in a blue/green preview).
-fn traffic_back_after_failure(
-    previous: &RolloutStatus,
-    next: &RolloutStatus,
-) -> Option<chrono::DateTime<chrono::Utc>> {
-    if next.rollback_cause == Some(RollbackCause::Withdrawn) {
-        // Not a rollback: the target went back to stable on its own.
-        return None;
-    }
-    let scaling_down = Some(Stage::RollingBackScaleDown);
-    let back = (next.stage == scaling_down
-        || (previous.stage == Some(Stage::RollingBack) && next.stage != Some(Stage::RollingBack)))
-        && previous.stage != scaling_down;
-    back.then_some(next.first_failure_at.or(previous.first_failure_at))
-        .flatten()
-}
-
 fn phase_labels(rollout: &RolloutLabels, phase: Phase) -> PhaseLabels {
     PhaseLabels {
         namespace: rollout.namespace.clone(),
@@ -1164,43 +1145,8 @@ mod tests {
 
     #[test]
     fn rollback_time_runs_from_the_first_failure_to_traffic_back_on_stable() {
-        use Stage::{Previewing, RollingBack, RollingBackScaleDown, Steady, Stepping};
-        let back = |previous: &RolloutStatus, next: &RolloutStatus| {
-            traffic_back_after_failure(previous, next).is_some()
-        };
+        use Stage::{RollingBack, RollingBackScaleDown};
         let failed = Some(40);
-        // The weight read back at 0: RollingBack ends.
-        assert!(back(
-            &with_stage(RollingBack, failed),
-            &with_stage(RollingBackScaleDown, failed)
-        ));
-        assert!(back(
-            &with_stage(RollingBack, failed),
-            &with_stage(Steady, failed)
-        ));
-        // Traffic never left stable (a blue/green preview): straight to scaling down.
-        assert!(back(
-            &with_stage(Previewing, failed),
-            &with_stage(RollingBackScaleDown, failed)
-        ));
-        // Not yet, not again, and not without a failed check (an abort).
-        assert!(!back(
-            &with_stage(Stepping, failed),
-            &with_stage(RollingBack, failed)
-        ));
-        assert!(!back(
-            &with_stage(RollingBack, failed),
-            &with_stage(RollingBack, failed)
-        ));
-        assert!(!back(
-            &with_stage(RollingBackScaleDown, failed),
-            &with_stage(Steady, failed)
-        ));
-        assert!(!back(
-            &with_stage(RollingBack, None),
-            &with_stage(RollingBackScaleDown, None)
-        ));
-
         let metrics = Metrics::new();
         metrics.count_reconcile(
             "ns",
@@ -1227,14 +1173,6 @@ mod tests {
                 "sluice_rollback_duration_seconds_bucket{le=\"64.0\",namespace=\"ns\"} 1"
             ),
             "{text}"
-        );
-        let withdrawn = RolloutStatus {
-            rollback_cause: Some(RollbackCause::Withdrawn),
-            ..with_stage(RollingBackScaleDown, failed)
-        };
-        assert!(
-            !back(&with_stage(RollingBack, failed), &withdrawn),
-            "a withdrawn release is no rollback"
         );
         metrics.forget_rollout("ns", "web");
         assert!(lines_naming(&metrics.encode(), "web").is_empty());

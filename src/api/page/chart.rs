@@ -8,7 +8,8 @@
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
-use sluice_strategies::status::{MetricResult, Phase, Stage, Transition, Verdict};
+use sluice_strategies::release::candidate_share;
+use sluice_strategies::status::{MetricResult, Phase, Transition, Verdict};
 
 use super::html::escape;
 
@@ -32,27 +33,9 @@ pub fn current_release(history: &[Transition]) -> &[Transition] {
     &history[first..]
 }
 
-/// The percent of users' traffic on the candidate, from where the release is: the canary weight
-/// while stepping, none once traffic is sent back (the rollback writes 0 first) or before a
-/// blue/green switch, all of it once `<svc>` selects the candidate.
-pub fn traffic_share(
-    phase: Phase,
-    stage: Option<Stage>,
-    weight: Option<u8>,
-    blue_green: bool,
-) -> u8 {
-    match (phase, stage) {
-        (Phase::Succeeded, _) => 100,
-        (Phase::RolledBack | Phase::Failed, _) => 0,
-        (_, Some(Stage::RollingBack | Stage::RollingBackScaleDown | Stage::Superseding)) => 0,
-        (_, Some(Stage::PromotingDrain | Stage::Verifying)) => 100,
-        _ if blue_green => 0,
-        _ => weight.unwrap_or(0),
-    }
-}
-
-fn candidate_share(transition: &Transition, blue_green: bool) -> u8 {
-    traffic_share(
+/// The candidate's share of traffic after a transition, in percent.
+fn share_after(transition: &Transition, blue_green: bool) -> u8 {
+    candidate_share(
         transition.phase,
         transition.stage,
         transition.weight,
@@ -231,7 +214,7 @@ fn share_line(
         if i > 0 {
             let _ = write!(points, "{at:.1},{:.1} ", plot.y(share));
         }
-        share = candidate_share(transition, blue_green);
+        share = share_after(transition, blue_green);
         let _ = write!(points, "{at:.1},{:.1} ", plot.y(share));
     }
     let _ = write!(points, "{:.1},{:.1}", plot.x(end), plot.y(share));
@@ -368,42 +351,6 @@ mod tests {
         let svg = release_chart(&[], at(0), false);
         assert!(svg.starts_with("<svg class=\"release-chart\"") && svg.contains("No release yet"));
         assert!(svg.ends_with("</svg>"));
-    }
-
-    #[test]
-    fn the_share_follows_the_stage_not_only_the_weight() {
-        use Stage::*;
-        let share = |phase, stage, weight, blue_green| {
-            traffic_share(phase, Some(stage), weight, blue_green)
-        };
-        assert_eq!(share(Phase::Progressing, Stepping, Some(50), false), 50);
-        assert_eq!(
-            share(Phase::Progressing, RollingBack, Some(50), false),
-            0,
-            "the rollback writes 0 first"
-        );
-        assert_eq!(
-            share(Phase::Progressing, RollingBackScaleDown, Some(50), false),
-            0
-        );
-        assert_eq!(share(Phase::Promoting, PromotingScale, Some(50), false), 50);
-        assert_eq!(
-            share(Phase::Promoting, PromotingDrain, Some(50), false),
-            100,
-            "<svc> selects the candidate"
-        );
-        assert_eq!(
-            share(Phase::Progressing, Previewing, None, true),
-            0,
-            "a preview serves no users"
-        );
-        assert_eq!(
-            share(Phase::Progressing, Verifying, None, true),
-            100,
-            "switched"
-        );
-        assert_eq!(share(Phase::Succeeded, Steady, Some(0), false), 100);
-        assert_eq!(share(Phase::RolledBack, Steady, Some(0), true), 0);
     }
 
     #[test]

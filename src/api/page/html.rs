@@ -8,7 +8,9 @@ use std::fmt::Write;
 use chrono::{DateTime, Utc};
 use sluice_strategies::status::{Phase, RolloutStatus};
 
-use super::chart::{release_chart, traffic_share};
+use sluice_strategies::release::candidate_share;
+
+use super::chart::release_chart;
 
 /// Text made safe for HTML and SVG content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -75,7 +77,7 @@ pub fn card(data: &CardData<'_>, now: DateTime<Utc>) -> String {
     }
     let blue_green = data.strategy == Some("blue/green");
     if in_flight {
-        let share = traffic_share(status.phase, status.stage, status.canary_weight, blue_green);
+        let share = candidate_share(status.phase, status.stage, status.canary_weight, blue_green);
         let _ = write!(
             html,
             r#"<span class="weight">{share}% of traffic on the candidate</span>"#

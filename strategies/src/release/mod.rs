@@ -32,6 +32,7 @@ mod tests_latest_check;
 mod tests_properties;
 #[cfg(test)]
 mod tests_records;
+mod traffic;
 mod writes;
 
 use std::collections::BTreeMap;
@@ -56,6 +57,7 @@ pub use revision::{
     REVISION_ANNOTATION, SLOT_LABEL, VERSION_LABEL, canonical_json, slot_selector, slot_template,
     template_hash,
 };
+pub use traffic::{candidate_share, traffic_back_after_failure};
 pub use writes::{Write, ordered_writes};
 
 /// A manual command, as written into the Rollout (see the controller's docs for the annotation).
