@@ -46,6 +46,13 @@ pub enum Slot {
     Green,
 }
 
+impl Phase {
+    /// A release is under way: traffic or the slots may still move.
+    pub fn in_flight(self) -> bool {
+        matches!(self, Phase::Progressing | Phase::Paused | Phase::Promoting)
+    }
+}
+
 impl Slot {
     /// The other slot: the candidate's when this one is stable, and back.
     pub fn other(self) -> Slot {

@@ -9,7 +9,7 @@ use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
 use sluice_strategies::release::candidate_share;
-use sluice_strategies::status::{MetricResult, Phase, Transition, Verdict};
+use sluice_strategies::status::{MetricResult, Transition, Verdict};
 
 use super::html::escape;
 
@@ -45,10 +45,7 @@ fn share_after(transition: &Transition, blue_green: bool) -> u8 {
 
 /// Whether the release is still moving (the chart runs up to now) or settled (up to its end).
 fn in_flight(transition: &Transition) -> bool {
-    matches!(
-        transition.phase,
-        Phase::Progressing | Phase::Paused | Phase::Promoting
-    )
+    transition.phase.in_flight()
 }
 
 /// The worst verdict of a check: error, then fail, then inconclusive, then pass.
@@ -241,6 +238,7 @@ fn check_dots(svg: &mut String, plot: &Plot, release: &[Transition]) {
 #[cfg(test)]
 mod tests {
     use chrono::TimeZone;
+    use sluice_strategies::status::Phase;
 
     use super::*;
 

@@ -6,7 +6,7 @@
 use std::fmt::Write;
 
 use chrono::{DateTime, Utc};
-use sluice_strategies::status::{Phase, RolloutStatus};
+use sluice_strategies::status::RolloutStatus;
 
 use sluice_strategies::release::candidate_share;
 
@@ -51,10 +51,7 @@ pub fn card(data: &CardData<'_>, now: DateTime<Utc>) -> String {
         .canary_weight
         .map(|w| w.to_string())
         .unwrap_or_default();
-    let in_flight = matches!(
-        status.phase,
-        Phase::Progressing | Phase::Paused | Phase::Promoting
-    );
+    let in_flight = status.phase.in_flight();
     let step = status.step.map(|s| s.to_string()).unwrap_or_default();
     let (namespace, name) = (escape(data.namespace), escape(data.name));
     let mut html = String::new();
@@ -201,7 +198,7 @@ pub fn overview(
 
 #[cfg(test)]
 mod tests {
-    use sluice_strategies::status::{MetricResult, Verdict};
+    use sluice_strategies::status::{MetricResult, Phase, Verdict};
 
     use super::*;
 

@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use kube::ResourceExt;
 use serde_json::json;
-use sluice_strategies::status::Phase;
 
 use super::html::card_id;
 use super::{MOST_CARDS, PageQuery, Viewer, card_of, reader, viewer, visible};
@@ -149,12 +148,7 @@ impl Watch {
                 &rollout.namespace().unwrap_or_default(),
                 &rollout.name_any(),
             );
-            let in_flight = rollout.status.as_ref().is_some_and(|s| {
-                matches!(
-                    s.phase,
-                    Phase::Progressing | Phase::Paused | Phase::Promoting
-                )
-            });
+            let in_flight = rollout.status.as_ref().is_some_and(|s| s.phase.in_flight());
             let fingerprint = format!(
                 "{}@{}",
                 rollout.resource_version().unwrap_or_default(),
