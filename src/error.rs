@@ -13,6 +13,12 @@ pub enum Error {
     },
     #[error("Rollout {namespace}/{name} has no namespace or name")]
     Unnamed { namespace: String, name: String },
+    #[error("the API server refuses the shard selector {selector:?}: {source}")]
+    ShardSelector {
+        selector: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error("cannot serialize {what}: {source}")]
     Serialize {
         what: &'static str,
@@ -31,6 +37,7 @@ impl Error {
         match self {
             Error::Kube { action, .. } => action,
             Error::Unnamed { .. } => "unnamed",
+            Error::ShardSelector { .. } => "shard_selector",
             Error::Serialize { .. } => "serialize",
             Error::Presets(_) => "presets",
             Error::Analysis(_) => "analysis",

@@ -12,6 +12,7 @@ pub mod error;
 pub mod metrics;
 pub mod server;
 pub mod telemetry;
+pub mod throttle;
 
 pub use controller::{ApiServer, ControllerConfig, run};
 pub use error::Error;

@@ -51,6 +51,24 @@ enum Command {
         /// Ingress of another class is reported invalid (default: any class).
         #[arg(long, env = "SLUICE_INGRESS_CLASS")]
         ingress_class: Option<String>,
+        /// Watch and release only the Rollouts of these namespaces, e.g. `erp-system,shop` (a Role
+        /// in each is all sluice needs then); default: every namespace.
+        #[arg(long, env = "SLUICE_NAMESPACES", value_delimiter = ',', value_parser = namespace_name)]
+        namespaces: Vec<String>,
+        /// Release only the Rollouts whose labels match this selector, e.g. `sluice.dev/shard=a`,
+        /// so that several controllers split a cluster.
+        #[arg(long, env = "SLUICE_SHARD_SELECTOR")]
+        shard_selector: Option<String>,
+        /// Requests a second to the API server, on average (client-side, as client-go's QPS).
+        #[arg(long, default_value_t = sluice::throttle::ApiLimits::default().qps)]
+        api_server_qps: f64,
+        /// Requests to the API server let through at once after a quiet time.
+        #[arg(long, default_value_t = sluice::throttle::ApiLimits::default().burst)]
+        api_server_burst: u32,
+        /// Reconciles running at once, at most.
+        #[arg(long, default_value_t = sluice::controller::DEFAULT_CONCURRENCY,
+              value_parser = clap::value_parser!(u16).range(1..))]
+        concurrency: u16,
         #[command(flatten)]
         api: ApiArgs,
     },
@@ -94,13 +112,28 @@ async fn main() -> anyhow::Result<ExitCode> {
             prometheus_bearer_token_file,
             prometheus_basic_auth_file,
             ingress_class,
+            mut namespaces,
+            shard_selector,
+            concurrency,
+            api_server_qps,
+            api_server_burst,
             api,
         } => {
+            // One watch per namespace: a namespace given twice would be watched twice.
+            namespaces.sort();
+            namespaces.dedup();
             let auth =
                 sluice::api::Auth::configure(api.api_tokens_file.as_deref(), api.api_insecure)?;
             let mut config = sluice::ControllerConfig::new(prometheus_url);
             config.query_timeout = Duration::from_secs(query_timeout);
             config.ingress_class = ingress_class;
+            config.scope = if namespaces.is_empty() {
+                sluice::controller::Scope::AllNamespaces
+            } else {
+                sluice::controller::Scope::Namespaces(namespaces)
+            };
+            config.shard_selector = shard_selector.filter(|s| !s.trim().is_empty());
+            config.concurrency = concurrency;
             config.prometheus_auth =
                 prometheus_bearer_token_file
                     .map(sluice::analysis::PrometheusAuth::BearerTokenFile)
@@ -109,7 +142,15 @@ async fn main() -> anyhow::Result<ExitCode> {
             let kubeconfig = kube::Config::infer()
                 .await
                 .context("reading the cluster's configuration (kubeconfig or in-cluster)")?;
-            let client = sluice::metrics::metered_client(kubeconfig, &config.metrics)
+            anyhow::ensure!(
+                api_server_qps.is_finite() && api_server_qps > 0.0,
+                "--api-server-qps must be a positive number, not {api_server_qps}"
+            );
+            let limits = sluice::throttle::ApiLimits {
+                qps: api_server_qps,
+                burst: api_server_burst.max(1),
+            };
+            let client = sluice::metrics::metered_client(kubeconfig, &config.metrics, limits)
                 .context("connecting to the cluster")?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
@@ -136,6 +177,25 @@ async fn main() -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A namespace's name is a DNS label: refused here rather than by a watch that fails forever.
+fn namespace_name(text: &str) -> Result<String, String> {
+    let name = text.trim();
+    let valid = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if valid {
+        Ok(name.to_string())
+    } else {
+        Err(format!(
+            "{text:?} is not a namespace name (lowercase letters, digits and '-', at most 63)"
+        ))
+    }
 }
 
 async fn shutdown_signal() {

@@ -18,12 +18,12 @@ use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+use crate::controller::Cache;
 use axum::Json;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State};
 use axum::http::Uri;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
-use kube::runtime::reflector::Store;
 use tokio::net::TcpListener;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{IntoResponses, Modify, OpenApi};
@@ -41,7 +41,7 @@ use types::ErrorBody;
 #[derive(Clone)]
 pub struct ApiState {
     pub context: Arc<Context>,
-    pub rollouts: Store<Rollout>,
+    pub rollouts: Cache<Rollout>,
     pub auth: Arc<Auth>,
     pub limiter: Arc<RateLimiter>,
     /// Becomes true when the server shuts down: event streams end.
@@ -52,7 +52,7 @@ pub struct ApiState {
 impl ApiState {
     pub fn new(
         context: Arc<Context>,
-        rollouts: Store<Rollout>,
+        rollouts: Cache<Rollout>,
         auth: Auth,
         limiter: RateLimiter,
         stopping: tokio::sync::watch::Receiver<bool>,

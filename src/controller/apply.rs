@@ -11,7 +11,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Resource, ResourceExt};
 use serde_json::{Value, json};
-use sluice_strategies::objects::{self, managed_labels, nginx};
+use sluice_strategies::objects::{self, applied, managed_labels, nginx};
 use sluice_strategies::plan::ReleasePlan;
 use sluice_strategies::release::{
     CanaryRoute, HandBack, InvalidDecision, REVISION_ANNOTATION, SlotSpec, TemplateRecord, Write,
@@ -42,6 +42,24 @@ pub struct Target<'a> {
     pub record_exists: bool,
     /// The records of `Desired::forget` that exist and are this Rollout's.
     pub forgettable: &'a [std::sync::Arc<ControllerRevision>],
+    /// The objects sluice applies, as cached: an apply they already reflect is skipped.
+    pub applied: Applied<'a>,
+}
+
+/// The cached objects of the names sluice applies for a Rollout.
+#[derive(Default, Clone, Copy)]
+pub struct Applied<'a> {
+    pub blue: Option<&'a RawDeployment>,
+    pub green: Option<&'a RawDeployment>,
+    pub canary_service: Option<&'a Service>,
+    pub canary_ingress: Option<&'a Ingress>,
+}
+
+/// Whether `cached` already is the stamped `body` (see [`applied`]): then the apply is skipped.
+fn already_applied<K: serde::Serialize>(cached: Option<&K>, body: &Value) -> bool {
+    cached
+        .and_then(|object| serde_json::to_value(object).ok())
+        .is_some_and(|current| applied::already_applied(&current, body))
 }
 
 fn apply_params() -> PatchParams {
@@ -156,7 +174,7 @@ async fn apply_slot(client: &kube::Client, t: &Target<'_>, slot: &SlotSpec) -> R
     }
     let mut slot_labels = labels(t.rollout);
     slot_labels["sluice.dev/slot"] = json!(slot.slot.as_str());
-    let body = json!({
+    let mut body = json!({
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": {
@@ -168,6 +186,14 @@ async fn apply_slot(client: &kube::Client, t: &Target<'_>, slot: &SlotSpec) -> R
         },
         "spec": spec,
     });
+    applied::stamp(&mut body);
+    let cached = match slot.slot {
+        Slot::Blue => t.applied.blue,
+        Slot::Green => t.applied.green,
+    };
+    if already_applied(cached, &body) {
+        return Ok(());
+    }
     Api::<Deployment>::namespaced(client.clone(), t.namespace)
         .patch(&name, &apply_params(), &Patch::Apply(&body))
         .await
@@ -240,7 +266,7 @@ async fn apply_canary_service(
     slot: Slot,
 ) -> Result<(), Error> {
     let name = canary_service_name(&t.plan.service.name);
-    let body = json!({
+    let mut body = json!({
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": name, "namespace": t.namespace, "labels": labels(t.rollout), "ownerReferences": owner(t.rollout)},
@@ -250,6 +276,10 @@ async fn apply_canary_service(
             &slot_selector(&super::observe::match_labels(t.deployment), slot),
         ),
     });
+    applied::stamp(&mut body);
+    if already_applied(t.applied.canary_service, &body) {
+        return Ok(());
+    }
     Api::<Service>::namespaced(client.clone(), t.namespace)
         .patch(&name, &apply_params(), &Patch::Apply(&body))
         .await
@@ -271,13 +301,17 @@ async fn apply_canary_ingress(
     })?;
     let name = canary_ingress_name(&ingress.name_any(), &t.plan.service.name);
     let canary = nginx::canary_ingress(&user, &t.plan.service, route);
-    let body = json!({
+    let mut body = json!({
         "apiVersion": "networking.k8s.io/v1",
         "kind": "Ingress",
         "metadata": {"name": name, "namespace": t.namespace, "labels": labels(t.rollout),
                      "annotations": canary.annotations, "ownerReferences": owner(t.rollout)},
         "spec": canary.spec,
     });
+    applied::stamp(&mut body);
+    if already_applied(t.applied.canary_ingress, &body) {
+        return Ok(());
+    }
     Api::<Ingress>::namespaced(client.clone(), t.namespace)
         .patch(&name, &apply_params(), &Patch::Apply(&body))
         .await

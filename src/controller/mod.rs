@@ -2,28 +2,30 @@
 //! record the status and events. One place for every side effect of a release.
 
 pub(crate) mod apply;
+pub mod cache;
 pub mod commands;
+pub(crate) mod index;
 pub(crate) mod observe;
 mod own_writes;
 pub(crate) mod raw;
 mod reconcile;
+mod watches;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::Api;
-use kube::runtime::controller::{Action, Controller};
+use kube::api::{Api, ListParams};
+use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
-use sluice_strategies::objects::MANAGED_BY;
-use sluice_strategies::{Presets, RolloutSpec, names};
+use sluice_strategies::Presets;
+use sluice_strategies::index::Kind;
 use tokio::net::TcpListener;
 
 use crate::analysis::Analyst;
@@ -31,7 +33,9 @@ use crate::crd::Rollout;
 use crate::error::Error;
 
 pub use apply::FIELD_MANAGER;
+pub use cache::{Cache, Scope};
 use raw::RawDeployment;
+use watches::ScopeWatches;
 
 /// How the controller runs.
 #[derive(Debug, Clone)]
@@ -44,6 +48,13 @@ pub struct ControllerConfig {
     /// The class of the ingress-nginx whose canary annotations sluice writes (`--ingress-class`):
     /// a Rollout on an Ingress of another class is invalid. None: any class.
     pub ingress_class: Option<String>,
+    /// The namespaces watched (`--namespaces`).
+    pub scope: Scope,
+    /// Only the Rollouts whose labels match (`--shard-selector`): several controllers can split a
+    /// cluster between them.
+    pub shard_selector: Option<String>,
+    /// Reconciles running at once, at most (`--concurrency`).
+    pub concurrency: u16,
     /// Where the controller's metrics go: shared with the kube client's layer
     /// ([`crate::metrics::metered_client`]) so that its requests are counted beside the rest.
     pub metrics: Arc<crate::metrics::Metrics>,
@@ -56,27 +67,42 @@ impl ControllerConfig {
             query_timeout: Duration::from_secs(5),
             prometheus_auth: None,
             ingress_class: None,
+            scope: Scope::AllNamespaces,
+            shard_selector: None,
+            concurrency: DEFAULT_CONCURRENCY,
             metrics: Arc::new(crate::metrics::Metrics::new()),
         }
     }
 }
+
+/// Reconciles at once by default: enough to keep a hundred releases on time, few enough that a
+/// restart among ten thousand Rollouts does not flood the API server.
+pub const DEFAULT_CONCURRENCY: u16 = 16;
 
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
     pub presets: Presets,
     pub analyst: Analyst,
-    pub deployments: Store<RawDeployment>,
-    pub services: Store<Service>,
-    pub ingresses: Store<Ingress>,
+    pub rollouts: Cache<Rollout>,
+    pub deployments: Cache<RawDeployment>,
+    pub services: Cache<Service>,
+    pub ingresses: Cache<Ingress>,
     /// Only sluice's own ControllerRevisions (the template records), by label.
-    pub revisions: Store<ControllerRevision>,
+    pub revisions: Cache<ControllerRevision>,
+    /// Which Rollouts each object concerns, and what each Rollout controls.
+    pub index: Arc<index::Index>,
     pub recorder: Recorder,
     /// Our latest write to each Rollout, so that no reconcile decides from a cache behind it.
     pub own_writes: own_writes::OwnWrites,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// `--ingress-class`, if given.
     pub ingress_class: Option<String>,
+    /// One permit per reconcile that may run: `--concurrency` across every watched namespace
+    /// (each namespace's controller is bounded by it too).
+    pub reconcile_permits: tokio::sync::Semaphore,
+    /// Failed reconciles in a row, by Rollout: how long the next retry waits.
+    pub failures: Failures,
 }
 
 impl Context {
@@ -85,33 +111,16 @@ impl Context {
     /// reported invalid, and a release would be decided on a world that is not there.
     pub async fn caches_synced(&self, limit: Duration) -> bool {
         let synced = async {
-            tokio::join!(
+            let all = tokio::join!(
                 self.deployments.wait_until_ready(),
                 self.services.wait_until_ready(),
                 self.ingresses.wait_until_ready(),
                 self.revisions.wait_until_ready()
-            )
+            );
+            all.0 && all.1 && all.2 && all.3
         };
-        matches!(
-            tokio::time::timeout(limit, synced).await,
-            Ok((Ok(()), Ok(()), Ok(()), Ok(())))
-        )
+        tokio::time::timeout(limit, synced).await.unwrap_or(false)
     }
-}
-
-/// Rollouts in `namespace` whose readable spec `matches`, as controller triggers.
-fn rollouts_where(
-    rollouts: &Store<Rollout>,
-    namespace: Option<String>,
-    matches: impl Fn(&RolloutSpec) -> bool,
-) -> Vec<ObjectRef<Rollout>> {
-    rollouts
-        .state()
-        .into_iter()
-        .filter(|r| r.namespace() == namespace)
-        .filter(|r| r.spec.readable().is_ok_and(&matches))
-        .map(|r| ObjectRef::from_obj(&*r))
-        .collect()
 }
 
 /// The Rollout that controls an object, if any: an object it owns wakes it whatever its name (a
@@ -123,11 +132,59 @@ fn controlling_rollout(meta: &kube::api::ObjectMeta) -> Option<ObjectRef<Rollout
     is_rollout.then(|| ObjectRef::new(&owner.name).within(namespace))
 }
 
+/// The Rollouts a changed object wakes: those that reference it by name, looked up in the index,
+/// and the one that controls it.
+fn wakes<K: Resource>(
+    index: Arc<index::Index>,
+    kind: Kind,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> impl Fn(K) -> Vec<ObjectRef<Rollout>> + Send + Sync + 'static {
+    move |object: K| {
+        let meta = object.meta();
+        let namespace = meta.namespace.as_deref().unwrap_or_default();
+        let name = meta.name.as_deref().unwrap_or_default();
+        let mut wake = index.rollouts_for(kind, namespace, name);
+        if let Some(owner) = controlling_rollout(meta).filter(|o| !wake.contains(o)) {
+            wake.push(owner);
+        }
+        metrics.count_wakes(kind_name(kind), wake.len());
+        wake
+    }
+}
+
+fn kind_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Deployment => "Deployment",
+        Kind::Service => "Service",
+        Kind::Ingress => "Ingress",
+    }
+}
+
 /// The HTTP API, when the controller serves it: where, and who may call it.
 pub struct ApiServer {
     pub listener: TcpListener,
     pub auth: crate::api::Auth,
     pub limiter: crate::api::RateLimiter,
+}
+
+/// Asks the API server once whether it takes the shard selector, so that a bad one stops the
+/// start with its answer instead of a watch that retries it forever.
+async fn check_shard_selector(client: &Client, config: &ControllerConfig) -> Result<(), Error> {
+    let Some(selector) = config.shard_selector.as_deref() else {
+        return Ok(());
+    };
+    let namespace = config.scope.watches().into_iter().next().flatten();
+    let api: Api<Rollout> = match namespace.as_deref() {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    };
+    api.list_metadata(&ListParams::default().labels(selector).limit(1))
+        .await
+        .map(|_| ())
+        .map_err(|source| Error::ShardSelector {
+            selector: selector.to_string(),
+            source,
+        })
 }
 
 /// Runs the controller until `shutdown` completes; serves `/healthz` and `/readyz` on `listener`,
@@ -140,63 +197,30 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
     let presets = Presets::embedded()?;
+    check_shard_selector(&client, &config).await?;
     let metrics = config.metrics.clone();
     let analyst = Analyst::new(&config.prometheus_url, config.query_timeout)?
         .authenticated_by(config.prometheus_auth.clone())
         .observed_by(metrics.clone());
-    let (deployments, deployments_writer) = reflector::store();
-    let (services, services_writer) = reflector::store();
-    let (ingresses, ingresses_writer) = reflector::store();
-    let (revisions, revisions_writer) = reflector::store();
-    // Records wake nothing: a reflector alone, draining its stream in the background.
-    let records = watcher(
-        Api::<ControllerRevision>::all(client.clone()),
-        watcher::Config::default().labels(&format!("{MANAGED_BY}=sluice")),
-    )
-    .default_backoff()
-    .reflect(revisions_writer)
-    .for_each(|_| futures::future::ready(()));
-    let records = tokio::spawn(records);
-    let deployment_events = watcher(
-        Api::<RawDeployment>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(deployments_writer)
-    .touched_objects();
-    let service_events = watcher(
-        Api::<Service>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(services_writer)
-    .touched_objects();
-    let ingress_events = watcher(
-        Api::<Ingress>::all(client.clone()),
-        watcher::Config::default(),
-    )
-    .default_backoff()
-    .reflect(ingresses_writer)
-    .touched_objects();
-
-    let controller = Controller::new(
-        Api::<Rollout>::all(client.clone()),
-        watcher::Config::default(),
-    );
-    let rollouts = controller.store();
-    let (for_deployments, for_services, for_ingresses) =
-        (rollouts.clone(), rollouts.clone(), rollouts.clone());
-    let (deployment_wakes, service_wakes, ingress_wakes) =
-        (metrics.clone(), metrics.clone(), metrics.clone());
-    let ready = crate::server::Readiness::default();
-    let context = Arc::new(Context {
+    let index = Arc::new(index::Index::default());
+    let scopes: Vec<ScopeWatches> = config
+        .scope
+        .watches()
+        .into_iter()
+        .map(|namespace| {
+            ScopeWatches::new(&client, namespace, config.shard_selector.as_deref(), &index)
+        })
+        .collect();
+    let mut context = Context {
         client: client.clone(),
         presets,
         analyst,
-        deployments: deployments.clone(),
-        services: services.clone(),
-        ingresses: ingresses.clone(),
-        revisions: revisions.clone(),
+        rollouts: Cache::default(),
+        deployments: Cache::default(),
+        services: Cache::default(),
+        ingresses: Cache::default(),
+        revisions: Cache::default(),
+        index: index.clone(),
         recorder: Recorder::new(
             client.clone(),
             Reporter {
@@ -207,28 +231,48 @@ pub async fn run(
         own_writes: own_writes::OwnWrites::default(),
         metrics: metrics.clone(),
         ingress_class: config.ingress_class.clone(),
-    });
+        reconcile_permits: tokio::sync::Semaphore::new(usize::from(config.concurrency.max(1))),
+        failures: Failures::default(),
+    };
+    for scope in &scopes {
+        let namespace = scope.namespace.clone();
+        context
+            .rollouts
+            .add(namespace.clone(), scope.rollouts.0.clone());
+        context
+            .deployments
+            .add(namespace.clone(), scope.deployments.0.clone());
+        context
+            .services
+            .add(namespace.clone(), scope.services.0.clone());
+        context
+            .ingresses
+            .add(namespace.clone(), scope.ingresses.0.clone());
+        context.revisions.add(namespace, scope.revisions.clone());
+    }
+    let context = Arc::new(context);
+    let ready = crate::server::Readiness::default();
     let stores_ready = ready.clone();
+    let synced = context.clone();
     tokio::spawn(async move {
-        let synced = tokio::join!(
-            deployments.wait_until_ready(),
-            services.wait_until_ready(),
-            ingresses.wait_until_ready(),
-            revisions.wait_until_ready()
-        );
-        if synced.0.is_ok() && synced.1.is_ok() && synced.2.is_ok() && synced.3.is_ok() {
+        if synced.caches_synced(Duration::MAX).await {
             stores_ready.set_ready();
         }
     });
     let (server_stop, server_stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(crate::server::serve(listener, ready, metrics, async move {
-        let _ = server_stopped.await;
-    }));
+    let server = tokio::spawn(crate::server::serve(
+        listener,
+        ready,
+        metrics.clone(),
+        async move {
+            let _ = server_stopped.await;
+        },
+    ));
     let (api_stop, api_stopping) = tokio::sync::watch::channel(false);
     let api = api.map(|api| {
         let state = crate::api::ApiState::new(
             context.clone(),
-            rollouts.clone(),
+            context.rollouts.clone(),
             api.auth,
             api.limiter,
             api_stopping.clone(),
@@ -239,76 +283,113 @@ pub async fn run(
         }))
     });
 
-    controller
-        // A slot, or the target, of a Rollout changed or went away (a deleted slot or canary
-        // Ingress must be noticed at once, not at the next resync).
-        .watches_stream(deployment_events, move |d: RawDeployment| {
-            let name = d.name_any();
-            let wake = rollouts_where(&for_deployments, d.namespace(), |spec| {
-                let target = &spec.target_ref.name;
-                *target == name || names::is_slot_of(&name, target)
-            });
-            deployment_wakes.count_wakes("Deployment", wake.len());
-            wake
-        })
-        .watches_stream(service_events, move |s: Service| {
-            let name = s.name_any();
-            let mut wake = rollouts_where(&for_services, s.namespace(), |spec| {
-                let service = &spec.service.name;
-                *service == name || name == names::canary_service_name(service)
-            });
-            wake.extend(controlling_rollout(s.meta()));
-            service_wakes.count_wakes("Service", wake.len());
-            wake
-        })
-        .watches_stream(ingress_events, move |i: Ingress| {
-            let name = i.name_any();
-            let mut wake = rollouts_where(&for_ingresses, i.namespace(), |spec| {
-                let canary = spec.strategy.canary.as_ref();
-                canary
-                    .and_then(|c| c.ingress_ref.as_ref())
-                    .is_some_and(|i| {
-                        i.name == name
-                            || names::canary_ingress_name(&i.name, &spec.service.name) == name
-                    })
-            });
-            wake.extend(controlling_rollout(i.meta()));
-            ingress_wakes.count_wakes("Ingress", wake.len());
-            wake
-        })
-        .graceful_shutdown_on(shutdown)
-        .run(reconcile::reconcile, error_policy, context)
-        .for_each(|outcome| async move {
-            if let Err(err) = outcome {
-                tracing::debug!(error = %err, "reconcile trigger failed");
-            }
-        })
-        .await;
+    let shutdown = shutdown.shared();
+    let mut records = Vec::new();
+    let controllers = scopes.into_iter().map(|scope| {
+        records.push(scope.records);
+        Controller::for_stream(scope.rollouts.1, scope.rollouts.0)
+            .with_config(controller::Config::default().concurrency(config.concurrency))
+            // A slot, or the target, of a Rollout changed or went away (a deleted slot or canary
+            // Ingress must be noticed at once, not at the next resync).
+            .watches_stream(
+                scope.deployments.1,
+                wakes(index.clone(), Kind::Deployment, metrics.clone()),
+            )
+            .watches_stream(
+                scope.services.1,
+                wakes(index.clone(), Kind::Service, metrics.clone()),
+            )
+            .watches_stream(
+                scope.ingresses.1,
+                wakes(index.clone(), Kind::Ingress, metrics.clone()),
+            )
+            .graceful_shutdown_on(shutdown.clone())
+            .run(reconcile::reconcile, error_policy, context.clone())
+            .for_each(|outcome| async move {
+                if let Err(err) = outcome {
+                    tracing::debug!(error = %err, "reconcile trigger failed");
+                }
+            })
+    });
+    futures::future::join_all(controllers).await;
     let _ = server_stop.send(());
     let _ = api_stop.send(true);
     if let Some(api) = api {
         let _ = api.await;
     }
     let _ = server.await;
-    records.abort();
+    for record in records {
+        record.abort();
+    }
     Ok(())
 }
 
 fn error_policy(rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.count_error(error.metric_label());
-    // A conflict means our view was stale: look again at once. Anything else backs off a little.
-    let retry = if error.is_conflict() {
-        Duration::from_millis(200)
-    } else {
-        Duration::from_secs(5)
-    };
+    let failures = ctx.failures.failed(ObjectRef::from_obj(&*rollout));
+    let retry = retry_after(failures, error.is_conflict(), jitter());
     tracing::warn!(
         rollout = %format!("{}/{}", rollout.namespace().unwrap_or_default(), rollout.name_any()),
         error = %error,
         label = error.metric_label(),
+        failures,
+        retry_in_ms = retry.as_millis() as u64,
         "reconcile failed"
     );
     Action::requeue(retry)
+}
+
+/// The longest wait between two attempts of a Rollout that keeps failing.
+const MOST_BACKOFF: Duration = Duration::from_secs(300);
+
+/// How long after its `failures`-th failure in a row a Rollout is tried again. A conflict means
+/// our view was stale: look again almost at once. Anything else doubles from 1 s up to 5 minutes.
+/// Each wait is lengthened by up to a quarter (`jitter` in 0..1), so that Rollouts failing
+/// together, as when the API server is away, do not all come back at the same instant.
+pub fn retry_after(failures: u32, conflict: bool, jitter: f64) -> Duration {
+    let first = if conflict {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(1)
+    };
+    let doublings = failures.saturating_sub(1).min(16);
+    let wait = first.saturating_mul(1 << doublings).min(MOST_BACKOFF);
+    wait.mul_f64(1.0 + 0.25 * jitter.clamp(0.0, 1.0))
+}
+
+/// A number in 0..1, different at every call: the process's random hasher keys over the time.
+fn jitter() -> f64 {
+    use std::hash::BuildHasher;
+    let draw = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
+    (draw >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Consecutive failed reconciles of each Rollout, for [`retry_after`].
+#[derive(Default)]
+pub struct Failures(std::sync::Mutex<std::collections::HashMap<ObjectRef<Rollout>, u32>>);
+
+impl Failures {
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<ObjectRef<Rollout>, u32>> {
+        // A panic while holding it cannot leave a count half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// One more failure; how many in a row now.
+    pub fn failed(&self, rollout: ObjectRef<Rollout>) -> u32 {
+        let mut failures = self.lock();
+        let count = failures.entry(rollout).or_insert(0);
+        *count = count.saturating_add(1);
+        *count
+    }
+
+    /// A reconcile of it succeeded: the next failure starts from the shortest wait.
+    pub fn succeeded(&self, rollout: &ObjectRef<Rollout>) {
+        self.lock().remove(rollout);
+    }
 }
 
 #[cfg(test)]
@@ -331,6 +412,46 @@ mod tests {
             }]),
             ..ObjectMeta::default()
         }
+    }
+
+    #[test]
+    fn retries_double_from_a_second_to_five_minutes_and_conflicts_come_back_at_once() {
+        let waits: Vec<u64> = (1..=11)
+            .map(|n| retry_after(n, false, 0.0).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
+        assert_eq!(retry_after(1, true, 0.0), Duration::from_millis(200));
+        assert_eq!(retry_after(2, true, 0.0), Duration::from_millis(400));
+        assert_eq!(retry_after(u32::MAX, false, 0.0), MOST_BACKOFF);
+        assert_eq!(retry_after(0, false, 0.0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn jitter_lengthens_a_wait_by_up_to_a_quarter() {
+        assert_eq!(retry_after(3, false, 1.0), Duration::from_secs(5));
+        assert_eq!(retry_after(3, false, 0.5), Duration::from_millis(4500));
+        assert_eq!(
+            retry_after(3, false, 7.0),
+            Duration::from_secs(5),
+            "clamped"
+        );
+        let draws: Vec<f64> = (0..64).map(|_| jitter()).collect();
+        assert!(draws.iter().all(|j| (0.0..1.0).contains(j)));
+        assert!(
+            draws.iter().any(|j| *j != draws[0]),
+            "draws differ: {draws:?}"
+        );
+    }
+
+    #[test]
+    fn failures_count_in_a_row_until_a_success() {
+        let failures = Failures::default();
+        let web = ObjectRef::new("web").within("shop");
+        assert_eq!(failures.failed(web.clone()), 1);
+        assert_eq!(failures.failed(web.clone()), 2);
+        assert_eq!(failures.failed(ObjectRef::new("api").within("shop")), 1);
+        failures.succeeded(&web);
+        assert_eq!(failures.failed(web), 1);
     }
 
     #[test]

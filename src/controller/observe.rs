@@ -10,7 +10,6 @@ use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 
-use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Resource, ResourceExt};
 use serde_json::Value;
 pub use sluice_strategies::names::{
@@ -23,17 +22,19 @@ use sluice_strategies::release::{
 };
 use sluice_strategies::status::{CanaryObjects, Slot};
 
+use super::cache::Cache;
+use super::index::Index;
 use super::raw::RawDeployment;
 use crate::crd::{Rollout, SpecNames};
+use sluice_strategies::index::Kind;
 
-use sluice_strategies::objects::MANAGED_BY;
 use sluice_strategies::objects::nginx::route_of;
 
-pub fn get<K>(store: &Store<K>, namespace: &str, name: &str) -> Option<std::sync::Arc<K>>
+pub fn get<K>(cache: &Cache<K>, namespace: &str, name: &str) -> Option<std::sync::Arc<K>>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
-    store.get(&ObjectRef::new(name).within(namespace))
+    cache.get(namespace, name)
 }
 
 /// Whether the Deployment's selector has `matchExpressions`, which no Service selector can express.
@@ -113,7 +114,7 @@ pub fn service_selector(service: &Service) -> BTreeMap<String, String> {
 /// The pod template recorded for `revision` of the Rollout, if its record is in the cache and the
 /// Rollout's own.
 pub fn template_record(
-    revisions: &Store<ControllerRevision>,
+    revisions: &Cache<ControllerRevision>,
     rollout: &Rollout,
     revision: Option<&str>,
 ) -> Option<Value> {
@@ -127,7 +128,7 @@ pub fn template_record(
 
 /// Whether the Rollout's own record of `revision` is in the cache.
 pub fn has_template_record(
-    revisions: &Store<ControllerRevision>,
+    revisions: &Cache<ControllerRevision>,
     rollout: &Rollout,
     revision: &str,
 ) -> bool {
@@ -151,13 +152,13 @@ pub struct Observed {
 }
 
 impl Observed {
-    pub fn read(
-        deployments: &Store<RawDeployment>,
-        services: &Store<Service>,
-        ingresses: &Store<Ingress>,
-        rollout: &Rollout,
-        plan: &ReleasePlan,
-    ) -> Observed {
+    pub fn read(caches: &Caches<'_>, rollout: &Rollout, plan: &ReleasePlan) -> Observed {
+        let Caches {
+            deployments,
+            services,
+            ingresses,
+            ..
+        } = *caches;
         let namespace = rollout.namespace().unwrap_or_default();
         let namespace = namespace.as_str();
         let ingress_name = match &plan.strategy {
@@ -179,8 +180,7 @@ impl Observed {
             blue: slot(Slot::Blue),
             green: slot(Slot::Green),
             owned: Owned::read_named(
-                ingresses,
-                services,
+                caches,
                 rollout,
                 ingress_name,
                 canary_ingress_name,
@@ -269,24 +269,18 @@ pub struct Owned {
 impl Owned {
     /// The names the status records and those the spec gives, whether or not it resolves to a
     /// plan (None: it cannot be read).
-    pub fn read(
-        ingresses: &Store<Ingress>,
-        services: &Store<Service>,
-        rollout: &Rollout,
-        names: Option<&SpecNames>,
-    ) -> Owned {
+    pub fn read(caches: &Caches<'_>, rollout: &Rollout, names: Option<&SpecNames>) -> Owned {
         let ingress = names.and_then(|n| {
             let ingress = n.ingress.as_ref()?;
             Some(canary_ingress_name(ingress, &n.service))
         });
         let service = names.map(|n| canary_service_name(&n.service));
         let user_ingress = names.and_then(|n| n.ingress.as_deref());
-        Owned::read_named(ingresses, services, rollout, user_ingress, ingress, service)
+        Owned::read_named(caches, rollout, user_ingress, ingress, service)
     }
 
     fn read_named(
-        ingresses: &Store<Ingress>,
-        services: &Store<Service>,
+        caches: &Caches<'_>,
         rollout: &Rollout,
         user_ingress: Option<&str>,
         ingress: Option<String>,
@@ -307,8 +301,22 @@ impl Owned {
         let ingress_names = recorded.ingresses.into_iter().chain(ingress).chain(legacy);
         let service_names = recorded.services.into_iter().chain(service);
         Owned {
-            ingresses: controlled(ingresses, &namespace, ingress_names, uid.as_deref()),
-            services: controlled(services, &namespace, service_names, uid.as_deref()),
+            ingresses: controlled(
+                caches.ingresses,
+                caches.index,
+                Kind::Ingress,
+                &namespace,
+                ingress_names,
+                uid.as_deref(),
+            ),
+            services: controlled(
+                caches.services,
+                caches.index,
+                Kind::Service,
+                &namespace,
+                service_names,
+                uid.as_deref(),
+            ),
         }
     }
 
@@ -321,9 +329,13 @@ impl Owned {
     }
 }
 
-/// The objects of these names (deduplicated) in the cache that the Rollout `uid` controls.
+/// The objects of these names (deduplicated) in the cache that the Rollout `uid` controls, and
+/// those the index finds it controls (the record lost them: they are found by their owner
+/// reference and our label).
 fn controlled<K>(
-    store: &Store<K>,
+    cache: &Cache<K>,
+    index: &Index,
+    kind: Kind,
     namespace: &str,
     names: impl Iterator<Item = String>,
     uid: Option<&str>,
@@ -334,24 +346,32 @@ where
     let controlled_here =
         |object: &K| uid.is_some() && controller(object.meta()).map(|o| o.uid.as_str()) == uid;
     let mut names: Vec<String> = names.collect();
-    // Those the record lost are found by their owner reference (and our label).
-    names.extend(
-        store
-            .state()
-            .into_iter()
-            .filter(|object| object.meta().namespace.as_deref() == Some(namespace))
-            .filter(|object| {
-                let labels = object.meta().labels.as_ref();
-                labels.and_then(|l| l.get(MANAGED_BY)).map(String::as_str) == Some("sluice")
-            })
-            .filter(|object| controlled_here(object))
-            .map(|object| object.name_any()),
-    );
+    names.extend(uid.map(|uid| index.owned_by(uid, kind)).unwrap_or_default());
     names.sort();
     names.dedup();
     names
         .iter()
-        .filter_map(|name| get(store, namespace, name))
+        .filter_map(|name| get(cache, namespace, name))
         .filter(|object| controlled_here(object))
         .collect()
+}
+
+/// The caches a reconcile reads, with the index that finds a Rollout's objects in them.
+#[derive(Clone, Copy)]
+pub struct Caches<'a> {
+    pub deployments: &'a Cache<RawDeployment>,
+    pub services: &'a Cache<Service>,
+    pub ingresses: &'a Cache<Ingress>,
+    pub index: &'a Index,
+}
+
+impl<'a> Caches<'a> {
+    pub fn of(context: &'a super::Context) -> Caches<'a> {
+        Caches {
+            deployments: &context.deployments,
+            services: &context.services,
+            ingresses: &context.ingresses,
+            index: &context.index,
+        }
+    }
 }

@@ -36,6 +36,10 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
     let namespace = rollout.namespace().unwrap_or_default();
     let name = rollout.name_any();
     let span = tracing::info_span!("reconcile", rollout = %format!("{namespace}/{name}"));
+    // The semaphore is never closed (acquire fails only on a closed one): no permit, no bound.
+    let shared = ctx.clone();
+    let _permit = shared.reconcile_permits.acquire().await.ok();
+    let key = kube::runtime::reflector::ObjectRef::from_obj(&*rollout);
     let started = std::time::Instant::now();
     let metrics = ctx.metrics.clone();
     let _in_flight = metrics.reconcile_started();
@@ -71,6 +75,9 @@ pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Actio
     .instrument(span)
     .await;
     metrics.observe_reconcile(started.elapsed());
+    if outcome.is_ok() {
+        shared.failures.succeeded(&key);
+    }
     outcome
 }
 
@@ -179,7 +186,7 @@ async fn invalid(
     let status = rollout.status.clone().unwrap_or_default();
     let names = rollout.spec.names();
     let spec = names.as_ref();
-    let owned = observe::Owned::read(&ctx.ingresses, &ctx.services, rollout, spec);
+    let owned = observe::Owned::read(&observe::Caches::of(ctx), rollout, spec);
     let present = owned.present();
     let service = spec.and_then(|s| get(&ctx.services, namespace, &s.service));
     let service_selector = service.as_deref().map(observe::service_selector);
@@ -253,13 +260,7 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
             return invalid(ctx, rollout, namespace, &problems.to_string()).await;
         }
     };
-    let seen = Observed::read(
-        &ctx.deployments,
-        &ctx.services,
-        &ctx.ingresses,
-        rollout,
-        &plan,
-    );
+    let seen = Observed::read(&observe::Caches::of(ctx), rollout, &plan);
     let ingress_json = seen
         .ingress
         .as_deref()
@@ -339,6 +340,10 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         check: None,
     };
     if release::analysis_due(&plan, &status, now) {
+        if let Some(due) = release::next_check_at(&plan, &status) {
+            let late = (now - due).to_std().unwrap_or_default();
+            ctx.metrics.observe_check_lateness(late);
+        }
         let vars = release::template_vars(namespace, &plan, &status);
         world.check = Some(ctx.analyst.check(&plan.analysis, &vars).await);
     }
@@ -397,6 +402,12 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
                 observe::has_template_record(&ctx.revisions, rollout, &r.revision)
             }),
             forgettable: &forgettable,
+            applied: apply::Applied {
+                blue: seen.blue.as_deref(),
+                green: seen.green.as_deref(),
+                canary_service: seen.canary_service.as_deref(),
+                canary_ingress: seen.canary_ingress.as_deref(),
+            },
         };
     let writes = release::ordered_writes(&decision.desired, &world);
     apply::write(&ctx.client, &target_ref, &writes).await?;
@@ -424,7 +435,7 @@ async fn hand_back(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<
     };
     let target = get(&ctx.deployments, namespace, &names.target);
     let service = get(&ctx.services, namespace, &names.service);
-    let owned = observe::Owned::read(&ctx.ingresses, &ctx.services, rollout, Some(&names));
+    let owned = observe::Owned::read(&observe::Caches::of(ctx), rollout, Some(&names));
     let present = owned.present();
     let target_view = target.as_deref().map(observe::target_view);
     let stable_record =

@@ -17,16 +17,19 @@ use tower_service::Service;
 
 use super::Metrics;
 
-/// A kube client whose requests are counted in `metrics`.
+/// A kube client whose requests are counted in `metrics` and held to `limits`. The limits wrap
+/// the counting, so that a request's duration is the API server's answer, not its wait here.
 pub fn metered_client(
     config: kube::Config,
     metrics: &Arc<Metrics>,
+    limits: crate::throttle::ApiLimits,
 ) -> Result<kube::Client, kube::Error> {
     let layer = MeteredLayer {
         metrics: metrics.clone(),
     };
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&layer)
+        .with_layer(&crate::throttle::ThrottleLayer { limits })
         .build())
 }
 

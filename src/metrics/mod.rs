@@ -147,6 +147,13 @@ fn rollback_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.25, 2.0, 13))
 }
 
+fn lateness_buckets() -> Histogram {
+    // A check is due at a second's precision at best: 10 ms to 30 s, finest under a second.
+    Histogram::new([
+        0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0,
+    ])
+}
+
 fn release_buckets() -> Histogram {
     // 5 s to about 3 h.
     Histogram::new(exponential_buckets(5.0, 2.0, 12))
@@ -177,6 +184,7 @@ pub struct Metrics {
     api_requests: Family<RouteLabels, Counter>,
     api_duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
     rollback_duration: Family<NamespaceLabels, Histogram, fn() -> Histogram>,
+    check_lateness: Histogram,
     /// The namespaces whose histograms exist.
     namespaces: Mutex<std::collections::HashSet<String>>,
     rollbacks: Family<CauseLabels, Counter>,
@@ -239,6 +247,7 @@ impl Metrics {
             api_requests: Family::default(),
             api_duration: Family::new_with_constructor(seconds_buckets),
             rollback_duration: Family::new_with_constructor(rollback_buckets),
+            check_lateness: lateness_buckets(),
             namespaces: Mutex::new(std::collections::HashSet::new()),
             rollbacks: Family::default(),
             kubernetes_requests: Family::default(),
@@ -349,6 +358,11 @@ impl Metrics {
             "sluice_api_request_duration_seconds",
             "How long each HTTP API request took to answer",
             metrics.api_duration.clone(),
+        );
+        registry.register(
+            "sluice_analysis_check_lateness_seconds",
+            "How long after its due time each analysis check started (the core's next check time against the reconcile that ran it)",
+            metrics.check_lateness.clone(),
         );
         registry.register(
             "sluice_rollback_duration_seconds",
@@ -685,6 +699,11 @@ impl Metrics {
                 verb: kind.verb.into(),
             })
             .observe(took.as_secs_f64());
+    }
+
+    /// An analysis check ran `late` after it was due.
+    pub fn observe_check_lateness(&self, late: Duration) {
+        self.check_lateness.observe(late.as_secs_f64());
     }
 
     pub fn observe_reconcile(&self, took: Duration) {

@@ -8,6 +8,7 @@
 pub mod analysis;
 pub mod duration;
 pub mod image;
+pub mod index;
 mod ingress;
 pub mod names;
 pub mod objects;

@@ -2,6 +2,7 @@
 //! canary Service's ports, and (in [`nginx`]) the canary Ingress. Pure, so that what a real API
 //! server would refuse or ingress-nginx would ignore is caught by unit tests, not by a cluster.
 
+pub mod applied;
 pub mod nginx;
 
 use serde_json::{Map, Value, json};

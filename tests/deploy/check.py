@@ -59,7 +59,8 @@ class Report:
 
 
 # The two value sets every check renders: the defaults (what deploy/manifests holds) and the other
-# shape (scraped, with dashboards, a NetworkPolicy and two replicas).
+# shape (two namespaces with Roles, one shard, scraped, with dashboards, a NetworkPolicy and two
+# replicas).
 def value_sets() -> dict[str, dict | None]:
     return {
         "default values": None,
@@ -192,12 +193,36 @@ def check_other(r: Report, objects: list[dict]) -> None:
     _, c = container(objects)
     r.expect("--prometheus-bearer-token-file=/etc/sluice/prometheus/token" in c["args"], "bearer token file flag")
     r.expect(c["args"][-1] == "--api-rate-limit=50", "extraArgs last")
-    check_rules(r, "ClusterRole", one(objects, "ClusterRole")["rules"])
+    r.expect("--namespaces=erp-system,shop" in c["args"], "watchNamespaces: --namespaces=erp-system,shop")
+    r.expect("--shard-selector=sluice.dev/shard=a" in c["args"], "shardSelector: --shard-selector=sluice.dev/shard=a")
+    check_namespaced_rbac(r, objects, ["erp-system", "shop"])
     r.expect(one(objects, "Deployment")["spec"]["replicas"] == 2, "replicas 2")
     r.expect(one(objects, "PodDisruptionBudget")["spec"].get("minAvailable") == 1, "two replicas: minAvailable 1")
     check_service_monitor(r, objects)
     check_dashboards(r, objects)
     check_network_policy(r, objects)
+
+
+def check_namespaced_rbac(r: Report, objects: list[dict], namespaces: list[str]) -> None:
+    """watchNamespaces: a Role and its RoleBinding in each listed namespace, nothing cluster-wide."""
+    r.expect(not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding"),
+             "some namespaces: no ClusterRole, no ClusterRoleBinding")
+    roles = by_kind(objects, "Role")
+    bindings = by_kind(objects, "RoleBinding")
+    for kind, found in [("Role", roles), ("RoleBinding", bindings)]:
+        where = sorted(o["metadata"].get("namespace", "") for o in found)
+        r.expect(where == sorted(namespaces), f"one {kind} in each of {', '.join(namespaces)} (found in {where})")
+    for namespace in namespaces:
+        (role,) = [o for o in roles if o["metadata"].get("namespace") == namespace] or [None]
+        (binding,) = [o for o in bindings if o["metadata"].get("namespace") == namespace] or [None]
+        if role is None or binding is None:
+            continue
+        check_rules(r, f"Role {namespace}/{role['metadata']['name']}", role["rules"])
+        r.expect(binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                                        "name": role["metadata"]["name"]},
+                 f"RoleBinding {namespace}/{binding['metadata']['name']} to Role {role['metadata']['name']}")
+        r.expect(binding["subjects"] == [{"kind": "ServiceAccount", "name": "sluice", "namespace": "sluice"}],
+                 f"RoleBinding {namespace}/{binding['metadata']['name']} to ServiceAccount sluice/sluice")
 
 
 def check_service_monitor(r: Report, objects: list[dict]) -> None:
@@ -303,7 +328,9 @@ BAD_VALUES = [
     ({"logFormat": "xml"}, "at '/logFormat': value must be one of 'text', 'json'"),
     ({"replicas": 0}, "at '/replicas': minimum: got 0, want 1"),
     ({"watchNamespaces": ["ERP_System"]}, "at '/watchNamespaces/0': 'ERP_System' does not match pattern"),
-    ({"watchNamespaces": ["erp-system"]}, "its --namespaces flag is not built yet"),
+    ({"watchNamespaces": ["Not_A_Namespace"]}, "at '/watchNamespaces/0': 'Not_A_Namespace' does not match pattern"),
+    ({"watchNamespaces": ["shop", "shop"]}, "at '/watchNamespaces'"),
+    ({"shardSelector": ["sluice.dev/shard=a"]}, "at '/shardSelector'"),
     ({"replica": 2}, "additional properties 'replica' not allowed"),
     ({"image": {"pullPolicy": "Sometimes"}}, "at '/image/pullPolicy': value must be one of"),
     ({"prometheus": {"url": "prometheus:9090"}}, "at '/prometheus/url'"),

@@ -318,8 +318,12 @@ impl Env {
             .client_config()
             .await
             .expect("the sandbox's kubeconfig");
-        let client = sluice::metrics::metered_client(kubeconfig, &config.metrics)
-            .expect("a kube client for the sandbox");
+        let client = sluice::metrics::metered_client(
+            kubeconfig,
+            &config.metrics,
+            sluice::throttle::ApiLimits::default(),
+        )
+        .expect("a kube client for the sandbox");
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .expect("a port for the probes");

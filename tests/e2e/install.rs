@@ -4,7 +4,8 @@
 //! put in) under its ServiceAccount's token, so that every request it makes is judged by the
 //! sandbox's RBAC as kube-apiserver judges it. One canary (reporting) and one blue/green
 //! (finance) release go end to end; no request is refused; and every rule of the ClusterRole is
-//! the only one that allowed some request, so removing any rule would refuse one.
+//! the only one that allowed some request, so removing any rule would refuse one. Limited to the
+//! ERP system's namespace, the same holds with a Role there, and nothing outside it is touched.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
@@ -144,8 +145,64 @@ fn fast(kubeconfig: &Path, rollout: &str, strategy: Value) {
     );
 }
 
+/// How the controller is installed: cluster-wide (the manifests as they are), or limited to the
+/// ERP system's namespace as the chart's `watchNamespaces` makes it (a Role there instead of the
+/// ClusterRole, with the same rules, and `--namespaces`).
+#[derive(Clone, Copy, PartialEq)]
+enum Install {
+    ClusterWide,
+    Namespaced,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_manifests_install_a_controller_that_releases_the_erp_system_with_exactly_its_rbac() {
+    install_and_release(Install::ClusterWide).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limited_to_one_namespace_it_releases_there_with_a_role_and_touches_nothing_else() {
+    install_and_release(Install::Namespaced).await;
+}
+
+/// The chart's namespaced shape on top of the manifests: the ClusterRole's rules as a Role in
+/// erp-system, bound to the same ServiceAccount; nothing cluster-wide left. A Rollout in another
+/// namespace is there to be left alone.
+fn limit_to_the_erp_namespace(admin: &Path) {
+    let cluster_role = kubectl(admin, &["get", "clusterrole", "sluice", "-o", "json"]);
+    let cluster_role: Value = serde_json::from_str(&cluster_role).expect("JSON");
+    kubectl(admin, &["delete", "clusterrolebinding", "sluice"]);
+    kubectl(admin, &["delete", "clusterrole", "sluice"]);
+    let role = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "sluice", "namespace": NS},
+        "rules": cluster_role["rules"],
+    });
+    let binding = json!({
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "sluice", "namespace": NS},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "sluice"},
+        "subjects": [{"kind": "ServiceAccount", "name": "sluice", "namespace": "sluice"}],
+    });
+    let outsider = json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": "outsider", "namespace": "shop"},
+        "spec": {"targetRef": {"name": "outsider"}, "service": {"name": "outsider", "port": 80},
+                 "strategy": {"preset": "blue-green"}},
+    });
+    let shop = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}});
+    for object in [role, binding, shop, outsider] {
+        let file = std::env::temp_dir().join(format!(
+            "sluice-install-{}-{}.json",
+            std::process::id(),
+            object["kind"].as_str().unwrap_or_default()
+        ));
+        std::fs::write(&file, object.to_string()).expect("written");
+        kubectl(admin, &["apply", "-f", &file.display().to_string()]);
+        let _ = std::fs::remove_file(file);
+    }
+}
+
+async fn install_and_release(install: Install) {
     let scenario = async {
         let config = SandboxConfig {
             prometheus: true,
@@ -171,6 +228,9 @@ async fn the_manifests_install_a_controller_that_releases_the_erp_system_with_ex
             &admin,
             &["apply", "-k", &path("deploy/examples/erp-system")],
         );
+        if install == Install::Namespaced {
+            limit_to_the_erp_namespace(&admin);
+        }
         fast(
             &admin,
             "reporting",
@@ -203,8 +263,12 @@ async fn the_manifests_install_a_controller_that_releases_the_erp_system_with_ex
 
         let (args, env) = rendered_controller();
         let prometheus = sandbox.prometheus_url().expect("Prometheus runs");
+        let mut args = localized(&args, &prometheus, &tokens);
+        if install == Install::Namespaced {
+            args.push(format!("--namespaces={NS}"));
+        }
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(localized(&args, &prometheus, &tokens))
+            .args(args)
             .envs(env)
             .env("KUBECONFIG", &kubeconfig)
             .stdout(Stdio::piped())
@@ -368,8 +432,21 @@ async fn the_manifests_install_a_controller_that_releases_the_erp_system_with_ex
             .filter(|d| d.allowed_by.is_empty())
             .collect();
         assert!(refused.is_empty(), "refused: {refused:#?}");
+        let role = if install == Install::Namespaced {
+            let elsewhere: Vec<_> = decisions.iter().filter(|d| d.namespace != NS).collect();
+            assert!(elsewhere.is_empty(), "outside {NS}: {elsewhere:#?}");
+            let outsider: Api<Rollout> = Api::namespaced(client.clone(), "shop");
+            let outsider = outsider.get("outsider").await.expect("the other Rollout");
+            assert!(
+                outsider.status.is_none() && outsider.metadata.finalizers.is_none(),
+                "a Rollout outside --namespaces is left alone: {:?}",
+                outsider.metadata
+            );
+            kubectl(&admin, &["-n", NS, "get", "role", "sluice", "-o", "json"])
+        } else {
+            kubectl(&admin, &["get", "clusterrole", "sluice", "-o", "json"])
+        };
         // Each rule was the only one to allow some request: without it, that request is a 403.
-        let role = kubectl(&admin, &["get", "clusterrole", "sluice", "-o", "json"]);
         let role: Value = serde_json::from_str(&role).expect("JSON");
         let rules = role["rules"].as_array().expect("rules").len();
         let needed: BTreeSet<(usize, String)> = decisions

@@ -9,8 +9,12 @@ use super::machine::{Machine, analysing, in_flight};
 use super::{CanaryRoute, Desired, SlotSpec, TemplateRecord, next_check_at, revision};
 use crate::status::{Slot, Stage};
 
-const POLL: Duration = Duration::from_secs(2);
+/// The soonest a timer brings a Rollout back.
 const FAST_POLL: Duration = Duration::from_secs(1);
+/// How long a stage that waits on the world (a slot to be ready, a weight or a selector to be read
+/// back) waits before it looks again by itself. The watch of what it waits on wakes it sooner;
+/// this is the deadline should an event be lost.
+const WORLD_WAIT: Duration = Duration::from_secs(10);
 const IDLE: Duration = Duration::from_secs(300);
 
 impl Machine<'_> {
@@ -202,15 +206,21 @@ impl Machine<'_> {
                     .max(FAST_POLL),
                 None => IDLE,
             },
-            Some(
-                Stage::PromotingScale
-                | Stage::PromotingSwitch
-                | Stage::PromotingDrain
-                | Stage::RollingBack
-                | Stage::RollingBackScaleDown
-                | Stage::Superseding,
-            ) => FAST_POLL,
-            _ => POLL,
+            // Promoting, rolling back, superseding, taking over: each waits on the world, and a
+            // stage with a progress deadline looks again when it runs out.
+            _ => {
+                let since = match self.s.stage {
+                    Some(Stage::Starting) => self.s.release_started_at,
+                    _ => self.s.stage_started_at,
+                };
+                let deadline = since.and_then(|at| {
+                    let end = at + chrono::Duration::from_std(self.plan.progress_deadline).ok()?;
+                    (end - self.now()).to_std().ok()
+                });
+                deadline
+                    .map_or(WORLD_WAIT, |left| left.min(WORLD_WAIT))
+                    .max(FAST_POLL)
+            }
         }
     }
 

@@ -272,7 +272,9 @@ fn check_cadence(plan: &ReleasePlan, stage: Option<Stage>) -> Duration {
     }
 }
 
-fn next_check_at(plan: &ReleasePlan, status: &RolloutStatus) -> Option<DateTime<Utc>> {
+/// When the next analysis check is due: one cadence after the later of the stage's start and the
+/// last check.
+pub fn next_check_at(plan: &ReleasePlan, status: &RolloutStatus) -> Option<DateTime<Utc>> {
     let since = match (status.stage_started_at, status.last_check_at) {
         (Some(stage), Some(check)) => stage.max(check),
         (stage, check) => stage.or(check)?,

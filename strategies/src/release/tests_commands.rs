@@ -190,12 +190,24 @@ fn requeues_follow_the_stage() {
         Some(std::time::Duration::from_secs(30)),
         "the step ends before the next check"
     );
-    // Waiting on the world (a rollback's read-back): soon.
+    // Waiting on the world (a rollback's read-back): the watch of the canary Ingress wakes it;
+    // the timer is only the deadline should an event be lost.
     sim.tick(30, Verdict::Pass);
     sim.command(CommandVerb::Abort, "a");
     let aborted = sim.tick(1, Verdict::Pass).clone();
     assert_eq!(aborted.status.stage, Some(Stage::RollingBack));
-    assert_eq!(aborted.requeue_after, std::time::Duration::from_secs(1));
+    assert_eq!(aborted.requeue_after, std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn a_stage_waiting_on_the_world_looks_again_when_its_progress_deadline_runs_out() {
+    let mut sim = Sim::taken_over(plan(json!({"progressDeadline": "4s"})));
+    sim.release("erp/reporting:1.1");
+    sim.run_until(Stage::Stepping, 1, Verdict::Pass, 5);
+    sim.command(CommandVerb::Abort, "a");
+    let aborted = sim.tick(1, Verdict::Pass).clone();
+    assert_eq!(aborted.status.stage, Some(Stage::RollingBack));
+    assert_eq!(aborted.requeue_after, std::time::Duration::from_secs(4));
 }
 
 #[test]

@@ -64,10 +64,11 @@ listen addresses are not values.
 {{- else }}
 - --api-tokens-file=/etc/sluice/api/tokens.yaml
 {{- end }}
-{{- /* Watching only some namespaces needs the controller's --namespaces, which this version does
-not have yet: the chart refuses the value rather than render a controller its Roles would starve. */}}
 {{- if .Values.watchNamespaces }}
-{{- fail "watchNamespaces: this version of sluice watches every namespace (its --namespaces flag is not built yet); leave watchNamespaces empty" }}
+- {{ printf "--namespaces=%s" (join "," .Values.watchNamespaces) | quote }}
+{{- end }}
+{{- with .Values.shardSelector }}
+- {{ printf "--shard-selector=%s" . | quote }}
 {{- end }}
 - {{ printf "--ingress-class=%s" .Values.ingressClass | quote }}
 {{- if .Values.prometheus.bearerTokenSecret }}

@@ -1,0 +1,729 @@
+//! Benchmark (not a test): one controller carrying thousands of Rollouts.
+//!
+//! ```sh
+//! scripts/bench-scale                       # 1,000 and 10,000 Rollouts, 3 runs each
+//! scripts/bench-scale --rollouts 2000 --runs 1
+//! ```
+//!
+//! Each run starts the sandbox in its own process (with the real Prometheus) and creates N
+//! Rollouts over ten namespaces, each with its Deployment, Service and Ingress. A first controller
+//! takes them all over (slots, canary Service, canary Ingress, records), with its client limits
+//! lifted so the setup is quick, and is killed. Then, measured, a second controller is started
+//! cold with its defaults, in its own process, against that cluster at rest:
+//! - the time until it has reconciled every Rollout once (all Ready), and its API requests a
+//!   second meanwhile;
+//! - at rest: its resident memory (VmRSS from /proc), API writes per minute and CPU seconds per
+//!   minute;
+//! - with `--releases` of them released at once (half a good image, half one whose error rate
+//!   fails the first check): how late each analysis check ran against its due time (from the
+//!   controller's `sluice_analysis_check_lateness_seconds`) and the time from a failed check to
+//!   its traffic read back on stable (the status's firstFailureAt to the first status showing the
+//!   rollback's scale-down stage, which the controller enters only once weight 0 is read back).
+//!
+//! Figures are printed per run and as medians; `--json FILE` writes them too.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use chrono::Utc;
+use clap::Parser;
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Client, CustomResourceExt};
+use serde_json::{Value, json};
+use sluice::crd::Rollout;
+use sluice_strategies::status::{Phase, Stage};
+use tokio::time::Instant;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+#[derive(Parser, Debug, Clone)]
+#[command(about = "Scale benchmark of the sluice controller against the sandbox")]
+struct Args {
+    /// Rollouts per run (several: one series of runs each).
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000")]
+    rollouts: Vec<usize>,
+    /// Runs of each size.
+    #[arg(long, default_value_t = 3)]
+    runs: usize,
+    /// Releases started at once among the Rollouts, half of them failing.
+    #[arg(long, default_value_t = 100)]
+    releases: usize,
+    /// Seconds at rest over which writes and CPU are counted.
+    #[arg(long, default_value_t = 60)]
+    rest_secs: u64,
+    /// Also write the figures as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+const NAMESPACES: usize = 10;
+const GOOD_IMAGE: &str = "bench/app:2.0";
+const BAD_IMAGE: &str = "bench/app:2.0-bad";
+const ANALYSIS_INTERVAL_SECS: u64 = 5;
+
+/// The built binaries beside this example (`target/release/examples/scale`).
+fn binary(name: &str) -> Result<PathBuf, Error> {
+    let exe = std::env::current_exe()?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or("the example's directory")?;
+    let path = dir.join(name);
+    if !path.exists() {
+        return Err(format!(
+            "{} is missing: build it first (scripts/bench-scale does)",
+            path.display()
+        )
+        .into());
+    }
+    Ok(path)
+}
+
+/// A child process killed when dropped.
+struct Process(Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct SandboxProcess {
+    _process: Process,
+    kubeconfig: PathBuf,
+    prometheus: String,
+}
+
+async fn start_sandbox(dir: &Path) -> Result<SandboxProcess, Error> {
+    let kubeconfig = dir.join("kubeconfig");
+    let env_file = dir.join("sandbox.env");
+    let behaviour = format!("{}=error-rate:0.6", BAD_IMAGE.replace('.', "\\."));
+    let child = Command::new(binary("sluice-sandbox")?)
+        .args([
+            "up",
+            "--port",
+            "0",
+            "--prometheus",
+            "--image-behavior",
+            &behaviour,
+        ])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--env-file")
+        .arg(&env_file)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let process = Process(child);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let env = std::fs::read_to_string(&env_file).unwrap_or_default();
+        if let Some(url) = env.lines().find_map(|l| l.strip_prefix("PROMETHEUS_URL=")) {
+            return Ok(SandboxProcess {
+                _process: process,
+                kubeconfig,
+                prometheus: url.to_string(),
+            });
+        }
+        if Instant::now() > deadline {
+            return Err("the sandbox did not start within 60 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn namespace(i: usize) -> String {
+    format!("bench-{:02}", i % NAMESPACES)
+}
+
+fn app(i: usize) -> String {
+    format!("app-{i:05}")
+}
+
+/// The Deployment, Service, Ingress and Rollout of app `i`; the first `with_traffic` get users.
+fn objects(i: usize, with_traffic: bool) -> [Value; 4] {
+    let (ns, name) = (namespace(i), app(i));
+    let labels = json!({"app": name});
+    let deployment = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
+                 "template": {"metadata": {"labels": labels, "annotations": {"dapr.io/enabled": "true", "dapr.io/app-id": name}},
+                              "spec": {"containers": [{
+                                  "name": "app", "image": "bench/app:1.0",
+                                  "ports": [{"containerPort": 8080}],
+                                  "envFrom": [{"configMapRef": {"name": "bench-config"}}],
+                                  "readinessProbe": {"httpGet": {"path": "/health/ready", "port": 8080}},
+                                  "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}},
+                                  "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}}}]}}},
+    });
+    let service = json!({
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
+    });
+    let mut annotations = json!({});
+    if with_traffic {
+        annotations["sandbox.sluice.dev/rps"] = json!("20");
+    }
+    let ingress = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": name, "namespace": ns, "annotations": annotations},
+        "spec": {"ingressClassName": "nginx", "rules": [{"host": format!("{name}.bench.example"), "http": {"paths": [
+            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]},
+    });
+    let rollout = json!({
+        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"targetRef": {"name": name}, "service": {"name": name, "port": 80, "targetPort": 8080},
+                 "strategy": {"preset": "nginx-canary", "canary": {"ingressRef": {"name": name}, "steps": [20, 50], "stepInterval": "15s"}},
+                 "analysis": {"interval": format!("{ANALYSIS_INTERVAL_SECS}s"), "failureLimit": 0, "minRequests": 5,
+                              "metrics": [{"name": "error-rate", "max": 5}]},
+                 "progressDeadline": "5m"},
+    });
+    [deployment, service, ingress, rollout]
+}
+
+async fn create(client: &Client, object: &Value) -> Result<(), Error> {
+    let ns = object["metadata"]["namespace"].as_str().unwrap_or_default();
+    let pp = PostParams::default();
+    match object["kind"].as_str() {
+        Some("Deployment") => drop(
+            Api::<Deployment>::namespaced(client.clone(), ns)
+                .create(&pp, &serde_json::from_value(object.clone())?)
+                .await?,
+        ),
+        Some("Service") => drop(
+            Api::<Service>::namespaced(client.clone(), ns)
+                .create(&pp, &serde_json::from_value(object.clone())?)
+                .await?,
+        ),
+        Some("Ingress") => drop(
+            Api::<Ingress>::namespaced(client.clone(), ns)
+                .create(&pp, &serde_json::from_value(object.clone())?)
+                .await?,
+        ),
+        Some("Rollout") => drop(
+            Api::<Rollout>::namespaced(client.clone(), ns)
+                .create(&pp, &serde_json::from_value(object.clone())?)
+                .await?,
+        ),
+        other => return Err(format!("no create for {other:?}").into()),
+    }
+    Ok(())
+}
+
+async fn populate(client: &Client, rollouts: usize, releases: usize) -> Result<(), Error> {
+    Api::<CustomResourceDefinition>::all(client.clone())
+        .create(&PostParams::default(), &Rollout::crd())
+        .await?;
+    for n in 0..NAMESPACES {
+        let ns: Namespace =
+            serde_json::from_value(json!({"metadata": {"name": format!("bench-{n:02}")}}))?;
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await?;
+    }
+    futures::stream::iter(0..rollouts)
+        .map(|i| async move {
+            for object in objects(i, i < releases) {
+                create(client, &object).await?;
+            }
+            Ok::<(), Error>(())
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<()>>()
+        .await?;
+    Ok(())
+}
+
+struct ControllerProcess {
+    process: Process,
+    metrics_url: String,
+}
+
+impl ControllerProcess {
+    fn pid(&self) -> u32 {
+        self.process.0.id()
+    }
+
+    async fn metrics(&self) -> Result<Scrape, Error> {
+        let text = reqwest::get(&self.metrics_url).await?.text().await?;
+        Ok(Scrape::parse(&text))
+    }
+}
+
+fn start_controller(
+    sandbox: &SandboxProcess,
+    extra: &[&str],
+    log: &Path,
+) -> Result<ControllerProcess, Error> {
+    use std::io::BufRead;
+    let mut child = Command::new(binary("sluice")?)
+        .args([
+            "controller",
+            "--listen",
+            "127.0.0.1:0",
+            "--api-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--api-insecure", "--prometheus-url", &sandbox.prometheus])
+        .args(extra)
+        .env("KUBECONFIG", &sandbox.kubeconfig)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log)?)
+        .spawn()?;
+    let stdout = child.stdout.take().ok_or("the controller's stdout")?;
+    let process = Process(child);
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let first = lines.next().ok_or("the controller printed nothing")??;
+    let address = first
+        .strip_prefix("sluice probes and metrics on ")
+        .ok_or_else(|| format!("unexpected first line {first:?}"))?;
+    // Drained in the background, so that the controller never writes into a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Ok(ControllerProcess {
+        process,
+        metrics_url: format!("{address}/metrics"),
+    })
+}
+
+/// The figures read from one scrape of the controller's `/metrics`.
+#[derive(Debug, Default, Clone)]
+struct Scrape {
+    requests: f64,
+    writes: f64,
+    reconciles: f64,
+    cpu_seconds: f64,
+    /// `le` → cumulative count of the check lateness histogram.
+    lateness: Vec<(f64, f64)>,
+}
+
+const WRITE_VERBS: [&str; 6] = [
+    "create",
+    "update",
+    "patch",
+    "apply",
+    "delete",
+    "deletecollection",
+];
+
+impl Scrape {
+    fn parse(text: &str) -> Scrape {
+        let mut scrape = Scrape::default();
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let Some((series, value)) = line.rsplit_once(' ') else {
+                continue;
+            };
+            let value: f64 = value.parse().unwrap_or(0.0);
+            let label = |name: &str| {
+                let start = series.find(&format!("{name}=\""))? + name.len() + 2;
+                let end = series[start..].find('"')? + start;
+                Some(series[start..end].to_string())
+            };
+            if series.starts_with("sluice_kubernetes_requests_total{") {
+                scrape.requests += value;
+                if label("verb").is_some_and(|v| WRITE_VERBS.contains(&v.as_str())) {
+                    scrape.writes += value;
+                }
+            } else if series == "sluice_reconcile_duration_seconds_count" {
+                scrape.reconciles = value;
+            } else if series == "process_cpu_seconds_total" {
+                scrape.cpu_seconds = value;
+            } else if series.starts_with("sluice_analysis_check_lateness_seconds_bucket{") {
+                let le =
+                    label("le").map_or(f64::INFINITY, |le| le.parse().unwrap_or(f64::INFINITY));
+                scrape.lateness.push((le, value));
+            }
+        }
+        scrape.lateness.sort_by(|a, b| a.0.total_cmp(&b.0));
+        scrape
+    }
+}
+
+/// A quantile of the observations between two cumulative histograms, interpolated inside its
+/// bucket as Prometheus's histogram_quantile does.
+fn histogram_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Option<f64> {
+    let counts: Vec<(f64, f64)> = after
+        .iter()
+        .map(|(le, n)| {
+            let earlier = before
+                .iter()
+                .find(|(b, _)| b == le)
+                .map_or(0.0, |(_, n)| *n);
+            (*le, n - earlier)
+        })
+        .collect();
+    let total = counts.last()?.1;
+    if total <= 0.0 {
+        return None;
+    }
+    let rank = q * total;
+    let mut lower = (0.0, 0.0);
+    for (le, count) in counts {
+        if count >= rank {
+            if le.is_infinite() {
+                return Some(lower.0);
+            }
+            let share = if count > lower.1 {
+                (rank - lower.1) / (count - lower.1)
+            } else {
+                0.0
+            };
+            return Some(lower.0 + (le - lower.0) * share);
+        }
+        lower = (le, count);
+    }
+    None
+}
+
+/// VmRSS and VmHWM of a process, in MiB.
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<f64>().ok())
+            .map_or(0.0, |kib| kib / 1024.0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+async fn ready_rollouts(client: &Client) -> Result<usize, Error> {
+    let rollouts = Api::<Rollout>::all(client.clone())
+        .list(&ListParams::default())
+        .await?;
+    Ok(rollouts
+        .items
+        .iter()
+        .filter(|r| r.status.as_ref().is_some_and(|s| s.phase == Phase::Ready))
+        .count())
+}
+
+async fn until_all_ready(client: &Client, rollouts: usize, limit: Duration) -> Result<(), Error> {
+    let deadline = Instant::now() + limit;
+    loop {
+        let ready = ready_rollouts(client).await?;
+        if ready >= rollouts {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!("only {ready}/{rollouts} Ready after {limit:?}").into());
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+/// What one run measured.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+struct Figures {
+    rollouts: usize,
+    takeover_secs: f64,
+    cold_start_secs: f64,
+    cold_start_requests_per_sec: f64,
+    rest_rss_mib: f64,
+    rest_rss_kib_per_rollout: f64,
+    rest_writes_per_min: f64,
+    rest_cpu_secs_per_min: f64,
+    releases: usize,
+    check_lateness_p50_secs: Option<f64>,
+    check_lateness_p99_secs: Option<f64>,
+    checks: f64,
+    failed_to_stable_p50_secs: Option<f64>,
+    failed_to_stable_p99_secs: Option<f64>,
+    rollbacks_seen: usize,
+    peak_rss_mib: f64,
+}
+
+fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    values.sort_by(f64::total_cmp);
+    // Nearest rank.
+    let rank = ((q * values.len() as f64).ceil() as usize).clamp(1, values.len());
+    Some(values[rank - 1])
+}
+
+/// Releases `releases` Rollouts at once and follows them to their ends through a watch.
+async fn release_many(
+    client: &Client,
+    controller: &ControllerProcess,
+    releases: usize,
+    figures: &mut Figures,
+) -> Result<(), Error> {
+    let before = controller.metrics().await?;
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let watch = tokio::spawn({
+        let client = client.clone();
+        async move {
+            let stream = watcher(Api::<Rollout>::all(client), watcher::Config::default())
+                .applied_objects()
+                .boxed();
+            let mut stream = stream;
+            while let Some(Ok(rollout)) = stream.next().await {
+                if events_tx.send((Utc::now(), rollout)).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+    // The watch's first list arrives first; releases start after it.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    while events.try_recv().is_ok() {}
+    let bad = |i: usize| i % 2 == 1;
+    futures::stream::iter(0..releases)
+        .map(|i| async move {
+            let image = if bad(i) { BAD_IMAGE } else { GOOD_IMAGE };
+            let patch = json!({"spec": {"template": {"spec": {"containers": [{"name": "app", "image": image}]}}}});
+            Api::<Deployment>::namespaced(client.clone(), &namespace(i))
+                .patch(&app(i), &PatchParams::default(), &Patch::Strategic(patch))
+                .await
+                .map(|_| ())
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let mut in_flight: std::collections::HashSet<String> = Default::default();
+    let mut ended: HashMap<String, bool> = HashMap::new();
+    let mut stable_at: BTreeMap<String, f64> = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while ended.len() < releases && Instant::now() < deadline {
+        let Ok(Some((seen_at, rollout))) =
+            tokio::time::timeout(Duration::from_secs(5), events.recv()).await
+        else {
+            continue;
+        };
+        let name = rollout.metadata.name.clone().unwrap_or_default();
+        let Some(status) = rollout.status.as_ref() else {
+            continue;
+        };
+        let index: usize = name
+            .trim_start_matches("app-")
+            .parse()
+            .unwrap_or(usize::MAX);
+        if index >= releases {
+            continue;
+        }
+        if let (Some(Stage::RollingBackScaleDown), Some(failed)) =
+            (status.stage, status.first_failure_at)
+            && !stable_at.contains_key(&name)
+        {
+            stable_at.insert(name.clone(), (seen_at - failed).as_seconds_f64());
+        }
+        if status.phase.in_flight() {
+            in_flight.insert(name);
+        } else if in_flight.contains(&name) {
+            ended.insert(name, status.phase == Phase::RolledBack);
+        }
+    }
+    watch.abort();
+    let after = controller.metrics().await?;
+    figures.releases = ended.len();
+    figures.check_lateness_p50_secs = histogram_quantile(&before.lateness, &after.lateness, 0.5);
+    figures.check_lateness_p99_secs = histogram_quantile(&before.lateness, &after.lateness, 0.99);
+    figures.checks =
+        after.lateness.last().map_or(0.0, |b| b.1) - before.lateness.last().map_or(0.0, |b| b.1);
+    let mut to_stable: Vec<f64> = stable_at.values().copied().collect();
+    figures.rollbacks_seen = to_stable.len();
+    figures.failed_to_stable_p50_secs = percentile(&mut to_stable, 0.5);
+    figures.failed_to_stable_p99_secs = percentile(&mut to_stable, 0.99);
+    if ended.len() < releases {
+        eprintln!(
+            "  only {}/{releases} releases ended within 10 minutes",
+            ended.len()
+        );
+    }
+    Ok(())
+}
+
+async fn one_run(args: &Args, rollouts: usize, run: usize) -> Result<Figures, Error> {
+    let dir = std::env::temp_dir().join(format!(
+        "sluice-scale-{}-{rollouts}-{run}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let sandbox = start_sandbox(&dir).await?;
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(&sandbox.kubeconfig)?,
+        &kube::config::KubeConfigOptions::default(),
+    )
+    .await?;
+    let client = Client::try_from(config)?;
+    let mut figures = Figures {
+        rollouts,
+        ..Figures::default()
+    };
+    let releases = args.releases.min(rollouts);
+    let loading = Instant::now();
+    populate(&client, rollouts, releases).await?;
+    eprintln!(
+        "  {rollouts} Rollouts with their Deployments, Services and Ingresses in {:.1} s",
+        loading.elapsed().as_secs_f64()
+    );
+
+    // Setup: everything taken over, by a controller with its limits lifted.
+    let takeover = Instant::now();
+    let first = start_controller(
+        &sandbox,
+        &[
+            "--api-server-qps",
+            "5000",
+            "--api-server-burst",
+            "5000",
+            "--concurrency",
+            "64",
+        ],
+        &dir.join("takeover.log"),
+    )?;
+    until_all_ready(&client, rollouts, Duration::from_secs(3600)).await?;
+    figures.takeover_secs = takeover.elapsed().as_secs_f64();
+    // Until its writes stop: the slots of the takeover scale the targets down after Ready.
+    let mut writes = first.metrics().await?.writes;
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let now = first.metrics().await?.writes;
+        if now == writes {
+            break;
+        }
+        writes = now;
+    }
+    drop(first);
+    eprintln!("  taken over in {:.1} s", figures.takeover_secs);
+
+    // Measured: a cold start with the defaults.
+    let cold = Instant::now();
+    let controller = start_controller(&sandbox, &[], &dir.join("controller.log"))?;
+    loop {
+        let scrape = controller.metrics().await.unwrap_or_default();
+        if scrape.reconciles >= rollouts as f64 {
+            figures.cold_start_secs = cold.elapsed().as_secs_f64();
+            figures.cold_start_requests_per_sec = scrape.requests / figures.cold_start_secs;
+            break;
+        }
+        if cold.elapsed() > Duration::from_secs(1800) {
+            return Err("the cold start did not reconcile every Rollout in 30 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    until_all_ready(&client, rollouts, Duration::from_secs(60)).await?;
+    eprintln!(
+        "  cold start: every Rollout reconciled in {:.1} s",
+        figures.cold_start_secs
+    );
+
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let rest_start = controller.metrics().await?;
+    tokio::time::sleep(Duration::from_secs(args.rest_secs)).await;
+    let rest_end = controller.metrics().await?;
+    let minutes = args.rest_secs as f64 / 60.0;
+    figures.rest_writes_per_min = (rest_end.writes - rest_start.writes) / minutes;
+    figures.rest_cpu_secs_per_min = (rest_end.cpu_seconds - rest_start.cpu_seconds) / minutes;
+    let (rss, _) = memory_mib(controller.pid());
+    figures.rest_rss_mib = rss;
+    figures.rest_rss_kib_per_rollout = rss * 1024.0 / rollouts as f64;
+    eprintln!(
+        "  at rest: {rss:.0} MiB, {:.1} writes/min, {:.2} CPU s/min",
+        figures.rest_writes_per_min, figures.rest_cpu_secs_per_min
+    );
+
+    if releases > 0 {
+        release_many(&client, &controller, releases, &mut figures).await?;
+    }
+    figures.peak_rss_mib = memory_mib(controller.pid()).1;
+    drop(controller);
+    drop(sandbox);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(figures)
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+fn print_table(rollouts: usize, runs: &[Figures]) {
+    let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
+    println!("\n{rollouts} Rollouts, {} runs", runs.len());
+    println!(
+        "| run | takeover s | cold start s | req/s | RSS MiB | KiB/Rollout | writes/min | CPU s/min | checks | late p50 s | late p99 s | rollbacks | to stable p50 s | to stable p99 s | peak MiB |"
+    );
+    println!(
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    );
+    for (n, f) in runs.iter().enumerate() {
+        println!(
+            "| {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} | {:.0} | {} | {} | {} | {} | {} | {:.0} |",
+            n + 1,
+            f.takeover_secs,
+            f.cold_start_secs,
+            f.cold_start_requests_per_sec,
+            f.rest_rss_mib,
+            f.rest_rss_kib_per_rollout,
+            f.rest_writes_per_min,
+            f.rest_cpu_secs_per_min,
+            f.checks,
+            opt(f.check_lateness_p50_secs),
+            opt(f.check_lateness_p99_secs),
+            f.rollbacks_seen,
+            opt(f.failed_to_stable_p50_secs),
+            opt(f.failed_to_stable_p99_secs),
+            f.peak_rss_mib,
+        );
+    }
+    let m = |f: fn(&Figures) -> f64| median(runs.iter().map(f));
+    let mo = |f: fn(&Figures) -> Option<f64>| median(runs.iter().filter_map(f));
+    println!(
+        "| **median** | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | {:.0} |",
+        m(|f| f.takeover_secs),
+        m(|f| f.cold_start_secs),
+        m(|f| f.cold_start_requests_per_sec),
+        m(|f| f.rest_rss_mib),
+        m(|f| f.rest_rss_kib_per_rollout),
+        m(|f| f.rest_writes_per_min),
+        m(|f| f.rest_cpu_secs_per_min),
+        m(|f| f.checks),
+        mo(|f| f.check_lateness_p50_secs),
+        mo(|f| f.check_lateness_p99_secs),
+        m(|f| f.rollbacks_seen as f64),
+        mo(|f| f.failed_to_stable_p50_secs),
+        mo(|f| f.failed_to_stable_p99_secs),
+        m(|f| f.peak_rss_mib),
+    );
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let args = Args::parse();
+    let mut all = Vec::new();
+    for &rollouts in &args.rollouts {
+        let mut runs = Vec::new();
+        for run in 1..=args.runs {
+            eprintln!("{rollouts} Rollouts, run {run}/{}", args.runs);
+            runs.push(one_run(&args, rollouts, run).await?);
+        }
+        print_table(rollouts, &runs);
+        all.extend(runs);
+    }
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&all)?)?;
+    }
+    Ok(())
+}
