@@ -258,8 +258,11 @@ impl ControllerProcess {
     }
 
     async fn metrics(&self) -> Result<Scrape, Error> {
-        let text = reqwest::get(&self.metrics_url).await?.text().await?;
-        Ok(Scrape::parse(&text))
+        Ok(Scrape::parse(&self.metrics_text().await?))
+    }
+
+    async fn metrics_text(&self) -> Result<String, Error> {
+        Ok(reqwest::get(&self.metrics_url).await?.text().await?)
     }
 }
 
@@ -280,7 +283,10 @@ fn start_controller(
         .args(["--api-insecure", "--prometheus-url", &sandbox.prometheus])
         .args(extra)
         .env("KUBECONFIG", &sandbox.kubeconfig)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("SCALE_CONTROLLER_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log)?)
         .spawn()?;
@@ -445,6 +451,39 @@ struct Figures {
     failed_to_stable_p99_secs: Option<f64>,
     rollbacks_seen: usize,
     peak_rss_mib: f64,
+    metric_series: usize,
+    metrics_mib: f64,
+}
+
+/// The controller's requests by verb and resource, most first.
+fn requests_by_kind(text: &str) -> String {
+    let mut counts: BTreeMap<String, f64> = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("sluice_kubernetes_requests_total{") else {
+            continue;
+        };
+        let Some((labels, value)) = rest.rsplit_once("} ") else {
+            continue;
+        };
+        let label = |name: &str| {
+            let start = labels.find(&format!("{name}=\""))? + name.len() + 2;
+            let end = labels[start..].find('"')? + start;
+            Some(labels[start..end].to_string())
+        };
+        let key = format!(
+            "{} {}",
+            label("verb").unwrap_or_default(),
+            label("resource").unwrap_or_default()
+        );
+        *counts.entry(key).or_default() += value.parse::<f64>().unwrap_or(0.0);
+    }
+    let mut counts: Vec<(String, f64)> = counts.into_iter().collect();
+    counts.sort_by(|a, b| b.1.total_cmp(&a.1));
+    counts
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn percentile(values: &mut [f64], q: f64) -> Option<f64> {
@@ -633,6 +672,15 @@ async fn one_run(args: &Args, rollouts: usize, run: usize) -> Result<Figures, Er
     figures.rest_cpu_secs_per_min = (rest_end.cpu_seconds - rest_start.cpu_seconds) / minutes;
     let (rss, _) = memory_mib(controller.pid());
     figures.rest_rss_mib = rss;
+    let text = controller.metrics_text().await?;
+    figures.metric_series = text.lines().filter(|l| !l.starts_with('#')).count();
+    figures.metrics_mib = text.len() as f64 / (1024.0 * 1024.0);
+    eprintln!(
+        "  its /metrics: {} series, {:.1} MiB; requests since its start: {}",
+        figures.metric_series,
+        figures.metrics_mib,
+        requests_by_kind(&text)
+    );
     figures.rest_rss_kib_per_rollout = rss * 1024.0 / rollouts as f64;
     eprintln!(
         "  at rest: {rss:.0} MiB, {:.1} writes/min, {:.2} CPU s/min",
@@ -645,7 +693,11 @@ async fn one_run(args: &Args, rollouts: usize, run: usize) -> Result<Figures, Er
     figures.peak_rss_mib = memory_mib(controller.pid()).1;
     drop(controller);
     drop(sandbox);
-    let _ = std::fs::remove_dir_all(&dir);
+    if std::env::var_os("SCALE_CONTROLLER_LOG").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("  logs kept in {}", dir.display());
+    }
     Ok(figures)
 }
 

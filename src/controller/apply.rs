@@ -57,9 +57,14 @@ pub struct Applied<'a> {
 
 /// Whether `cached` already is the stamped `body` (see [`applied`]): then the apply is skipped.
 fn already_applied<K: serde::Serialize>(cached: Option<&K>, body: &Value) -> bool {
-    cached
-        .and_then(|object| serde_json::to_value(object).ok())
-        .is_some_and(|current| applied::already_applied(&current, body))
+    let Some(current) = cached.and_then(|object| serde_json::to_value(object).ok()) else {
+        return false;
+    };
+    let same = applied::already_applied(&current, body);
+    if !same {
+        tracing::debug!(cached = %current, body = %body, "applying: the cached object differs");
+    }
+    same
 }
 
 fn apply_params() -> PatchParams {

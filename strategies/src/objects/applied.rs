@@ -38,8 +38,12 @@ pub fn stamp(body: &mut Value) {
     }
 }
 
+/// The fields that name an object's type: a cache of one kind may not repeat them in each object
+/// (a struct deriving `kube::Resource` does not), and they cannot differ within it.
+const TYPE_FIELDS: [&str; 2] = ["apiVersion", "kind"];
+
 /// Whether `current` (the object as cached) already is the stamped `body`: the same digest, and
-/// every field of the body there with its value.
+/// every field of the body but its type there with its value.
 pub fn already_applied(current: &Value, body: &Value) -> bool {
     let digest = |object: &Value| {
         object
@@ -47,7 +51,18 @@ pub fn already_applied(current: &Value, body: &Value) -> bool {
             .and_then(|a| a.get(APPLIED_ANNOTATION))
             .cloned()
     };
-    digest(body).is_some() && digest(current) == digest(body) && contains(current, body)
+    let (Some(have), Some(want)) = (current.as_object(), body.as_object()) else {
+        return false;
+    };
+    digest(body).is_some()
+        && digest(current) == digest(body)
+        && want
+            .iter()
+            .filter(|(key, _)| !TYPE_FIELDS.contains(&key.as_str()))
+            .all(|(key, want)| match have.get(key) {
+                Some(have) => contains(have, want),
+                None => is_empty(want),
+            })
 }
 
 /// Whether `have` holds every field of `want` with its value. Lists must match item by item, as
@@ -115,6 +130,19 @@ mod tests {
     fn an_object_as_applied_with_the_servers_additions_needs_no_write() {
         let body = canary_ingress(json!({"nginx.ingress.kubernetes.io/canary-weight": "10"}));
         assert!(already_applied(&as_stored(&body), &body));
+    }
+
+    #[test]
+    fn a_cache_that_does_not_repeat_the_type_in_each_object_still_matches() {
+        let body = canary_ingress(json!({"nginx.ingress.kubernetes.io/canary-weight": "10"}));
+        let mut cached = as_stored(&body);
+        cached.as_object_mut().map(|o| o.remove("apiVersion"));
+        cached.as_object_mut().map(|o| o.remove("kind"));
+        assert!(already_applied(&cached, &body));
+        let mut other_metadata = cached.clone();
+        other_metadata["metadata"]["labels"] = json!({});
+        assert!(!already_applied(&other_metadata, &body), "the rest still counts");
+        assert!(!already_applied(&json!([]), &body));
     }
 
     #[test]
