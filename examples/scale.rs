@@ -62,12 +62,18 @@ struct Args {
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// An argument for the measured controller (repeatable), e.g. `--controller-arg=--concurrency=32`.
+    #[arg(long = "controller-arg", allow_hyphen_values = true)]
+    controller_args: Vec<String>,
 }
 
-const NAMESPACES: usize = 10;
+#[path = "bench/objects.rs"]
+mod objects;
+
+use objects::{NAMESPACES, app, namespace, objects};
+
 const GOOD_IMAGE: &str = "bench/app:2.0";
 const BAD_IMAGE: &str = "bench/app:2.0-bad";
-const ANALYSIS_INTERVAL_SECS: u64 = 5;
 
 /// The built binaries beside this example (`target/release/examples/scale`).
 fn binary(name: &str) -> Result<PathBuf, Error> {
@@ -98,7 +104,7 @@ impl Drop for Process {
 }
 
 struct SandboxProcess {
-    _process: Process,
+    process: Process,
     kubeconfig: PathBuf,
     prometheus: String,
 }
@@ -130,7 +136,7 @@ async fn start_sandbox(dir: &Path) -> Result<SandboxProcess, Error> {
         let env = std::fs::read_to_string(&env_file).unwrap_or_default();
         if let Some(url) = env.lines().find_map(|l| l.strip_prefix("PROMETHEUS_URL=")) {
             return Ok(SandboxProcess {
-                _process: process,
+                process,
                 kubeconfig,
                 prometheus: url.to_string(),
             });
@@ -140,58 +146,6 @@ async fn start_sandbox(dir: &Path) -> Result<SandboxProcess, Error> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-fn namespace(i: usize) -> String {
-    format!("bench-{:02}", i % NAMESPACES)
-}
-
-fn app(i: usize) -> String {
-    format!("app-{i:05}")
-}
-
-/// The Deployment, Service, Ingress and Rollout of app `i`; the first `with_traffic` get users.
-fn objects(i: usize, with_traffic: bool) -> [Value; 4] {
-    let (ns, name) = (namespace(i), app(i));
-    let labels = json!({"app": name});
-    let deployment = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"replicas": 1, "selector": {"matchLabels": labels},
-                 "template": {"metadata": {"labels": labels, "annotations": {"dapr.io/enabled": "true", "dapr.io/app-id": name}},
-                              "spec": {"containers": [{
-                                  "name": "app", "image": "bench/app:1.0",
-                                  "ports": [{"containerPort": 8080}],
-                                  "envFrom": [{"configMapRef": {"name": "bench-config"}}],
-                                  "readinessProbe": {"httpGet": {"path": "/health/ready", "port": 8080}},
-                                  "livenessProbe": {"httpGet": {"path": "/health", "port": 8080}},
-                                  "resources": {"requests": {"cpu": "50m", "memory": "64Mi"}}}]}}},
-    });
-    let service = json!({
-        "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"selector": labels, "ports": [{"port": 80, "targetPort": 8080}]},
-    });
-    let mut annotations = json!({});
-    if with_traffic {
-        annotations["sandbox.sluice.dev/rps"] = json!("20");
-    }
-    let ingress = json!({
-        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": name, "namespace": ns, "annotations": annotations},
-        "spec": {"ingressClassName": "nginx", "rules": [{"host": format!("{name}.bench.example"), "http": {"paths": [
-            {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": name, "port": {"number": 80}}}}]}}]},
-    });
-    let rollout = json!({
-        "apiVersion": "sluice.dev/v1alpha1", "kind": "Rollout",
-        "metadata": {"name": name, "namespace": ns},
-        "spec": {"targetRef": {"name": name}, "service": {"name": name, "port": 80, "targetPort": 8080},
-                 "strategy": {"preset": "nginx-canary", "canary": {"ingressRef": {"name": name}, "steps": [20, 50], "stepInterval": "15s"}},
-                 "analysis": {"interval": format!("{ANALYSIS_INTERVAL_SECS}s"), "failureLimit": 0, "minRequests": 5,
-                              "metrics": [{"name": "error-rate", "max": 5}]},
-                 "progressDeadline": "5m"},
-    });
-    [deployment, service, ingress, rollout]
 }
 
 async fn create(client: &Client, object: &Value) -> Result<(), Error> {
@@ -394,6 +348,31 @@ fn histogram_quantile(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> Op
     None
 }
 
+/// CPU seconds a process has used (user and system), from /proc: the sandbox shares the two
+/// cores with the controller, and its share says how much of a figure is the machine's.
+fn cpu_seconds(pid: u32) -> f64 {
+    let ticks: f64 = Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok()?.trim().parse().ok())
+        .unwrap_or(100.0);
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let field = |n: usize| {
+        fields
+            .get(n)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are the 14th and 15th fields of the line, the 12th and 13th after it.
+    (field(11) + field(12)) / ticks
+}
+
 /// VmRSS and VmHWM of a process, in MiB.
 fn memory_mib(pid: u32) -> (f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -443,6 +422,9 @@ struct Figures {
     rest_rss_kib_per_rollout: f64,
     rest_writes_per_min: f64,
     rest_cpu_secs_per_min: f64,
+    /// The sandbox's CPU (cores used) at rest and while the releases ran.
+    sandbox_cores_at_rest: f64,
+    sandbox_cores_in_releases: f64,
     releases: usize,
     check_lateness_p50_secs: Option<f64>,
     check_lateness_p99_secs: Option<f64>,
@@ -569,7 +551,13 @@ async fn release_many(
         }
     }
     watch.abort();
-    let after = controller.metrics().await?;
+    let text = controller.metrics_text().await?;
+    eprintln!(
+        "  releases: {} ended; requests since the start: {}",
+        ended.len(),
+        requests_by_kind(&text)
+    );
+    let after = Scrape::parse(&text);
     figures.releases = ended.len();
     figures.check_lateness_p50_secs = histogram_quantile(&before.lateness, &after.lateness, 0.5);
     figures.check_lateness_p99_secs = histogram_quantile(&before.lateness, &after.lateness, 0.99);
@@ -644,7 +632,8 @@ async fn one_run(args: &Args, rollouts: usize, run: usize) -> Result<Figures, Er
 
     // Measured: a cold start with the defaults.
     let cold = Instant::now();
-    let controller = start_controller(&sandbox, &[], &dir.join("controller.log"))?;
+    let extra: Vec<&str> = args.controller_args.iter().map(String::as_str).collect();
+    let controller = start_controller(&sandbox, &extra, &dir.join("controller.log"))?;
     loop {
         let scrape = controller.metrics().await.unwrap_or_default();
         if scrape.reconciles >= rollouts as f64 {
@@ -665,8 +654,12 @@ async fn one_run(args: &Args, rollouts: usize, run: usize) -> Result<Figures, Er
 
     tokio::time::sleep(Duration::from_secs(10)).await;
     let rest_start = controller.metrics().await?;
+    let sandbox_pid = sandbox.process.0.id();
+    let sandbox_cpu = cpu_seconds(sandbox_pid);
     tokio::time::sleep(Duration::from_secs(args.rest_secs)).await;
     let rest_end = controller.metrics().await?;
+    figures.sandbox_cores_at_rest =
+        (cpu_seconds(sandbox_pid) - sandbox_cpu) / args.rest_secs as f64;
     let minutes = args.rest_secs as f64 / 60.0;
     figures.rest_writes_per_min = (rest_end.writes - rest_start.writes) / minutes;
     figures.rest_cpu_secs_per_min = (rest_end.cpu_seconds - rest_start.cpu_seconds) / minutes;
@@ -688,7 +681,10 @@ async fn one_run(args: &Args, rollouts: usize, run: usize) -> Result<Figures, Er
     );
 
     if releases > 0 {
+        let (cpu, started) = (cpu_seconds(sandbox_pid), Instant::now());
         release_many(&client, &controller, releases, &mut figures).await?;
+        figures.sandbox_cores_in_releases =
+            (cpu_seconds(sandbox_pid) - cpu) / started.elapsed().as_secs_f64();
     }
     figures.peak_rss_mib = memory_mib(controller.pid()).1;
     drop(controller);
@@ -715,14 +711,14 @@ fn print_table(rollouts: usize, runs: &[Figures]) {
     let opt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.3}"));
     println!("\n{rollouts} Rollouts, {} runs", runs.len());
     println!(
-        "| run | takeover s | cold start s | req/s | RSS MiB | KiB/Rollout | writes/min | CPU s/min | checks | late p50 s | late p99 s | rollbacks | to stable p50 s | to stable p99 s | peak MiB |"
+        "| run | takeover s | cold start s | req/s | RSS MiB | KiB/Rollout | writes/min | CPU s/min | checks | late p50 s | late p99 s | rollbacks | to stable p50 s | to stable p99 s | peak MiB | sandbox cores rest/releases |"
     );
     println!(
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for (n, f) in runs.iter().enumerate() {
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} | {:.0} | {} | {} | {} | {} | {} | {:.0} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} | {:.0} | {} | {} | {} | {} | {} | {:.0} | {:.2}/{:.2} |",
             n + 1,
             f.takeover_secs,
             f.cold_start_secs,
@@ -738,12 +734,14 @@ fn print_table(rollouts: usize, runs: &[Figures]) {
             opt(f.failed_to_stable_p50_secs),
             opt(f.failed_to_stable_p99_secs),
             f.peak_rss_mib,
+            f.sandbox_cores_at_rest,
+            f.sandbox_cores_in_releases,
         );
     }
     let m = |f: fn(&Figures) -> f64| median(runs.iter().map(f));
     let mo = |f: fn(&Figures) -> Option<f64>| median(runs.iter().filter_map(f));
     println!(
-        "| **median** | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | {:.0} |",
+        "| **median** | {:.1} | {:.1} | {:.1} | {:.0} | {:.1} | {:.1} | {:.2} | {:.0} | {:.3} | {:.3} | {:.0} | {:.3} | {:.3} | {:.0} | {:.2}/{:.2} |",
         m(|f| f.takeover_secs),
         m(|f| f.cold_start_secs),
         m(|f| f.cold_start_requests_per_sec),
@@ -758,6 +756,8 @@ fn print_table(rollouts: usize, runs: &[Figures]) {
         mo(|f| f.failed_to_stable_p50_secs),
         mo(|f| f.failed_to_stable_p99_secs),
         m(|f| f.peak_rss_mib),
+        m(|f| f.sandbox_cores_at_rest),
+        m(|f| f.sandbox_cores_in_releases),
     );
 }
 

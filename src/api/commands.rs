@@ -96,7 +96,7 @@ pub async fn release(
     let current = target
         .spec
         .as_ref()
-        .map(|s| s.template.clone())
+        .map(|s| s.template.value())
         .unwrap_or_default();
     let wanted = with_images(&current, &change)
         .map_err(|e| ApiError::invalid("invalid_image", e.to_string()))?;

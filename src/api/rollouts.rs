@@ -142,7 +142,7 @@ pub fn target_template(state: &ApiState, rollout: &Rollout) -> Option<serde_json
     let names = rollout.spec.names()?;
     let namespace = rollout.namespace().unwrap_or_default();
     let target = get(&state.context.deployments, &namespace, &names.target)?;
-    Some(target.spec.as_ref()?.template.clone())
+    Some(target.spec.as_ref()?.template.value())
 }
 
 fn detail(state: &ApiState, rollout: &Rollout) -> RolloutDetail {
@@ -159,7 +159,7 @@ fn detail(state: &ApiState, rollout: &Rollout) -> RolloutDetail {
             &namespace,
             &slot_name(&names.target, slot),
         )
-        .and_then(|d| d.spec.as_ref().map(|s| images_of(&s.template)))
+        .and_then(|d| d.spec.as_ref().map(|s| images_of(&s.template.value())))
         .unwrap_or_default()
     };
     let candidate_slot = status

@@ -41,7 +41,7 @@ pub struct Target<'a> {
     /// The record `Desired::record` asks for is in the cache already.
     pub record_exists: bool,
     /// The records of `Desired::forget` that exist and are this Rollout's.
-    pub forgettable: &'a [std::sync::Arc<ControllerRevision>],
+    pub forgettable: &'a [std::sync::Arc<super::raw::RawControllerRevision>],
     /// The objects sluice applies, as cached: an apply they already reflect is skipped.
     pub applied: Applied<'a>,
 }

@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use std::sync::Arc;
@@ -24,7 +23,7 @@ use sluice_strategies::status::{CanaryObjects, Slot};
 
 use super::cache::Cache;
 use super::index::Index;
-use super::raw::RawDeployment;
+use super::raw::{RawControllerRevision, RawDeployment};
 use crate::crd::{Rollout, SpecNames};
 use sluice_strategies::index::Kind;
 
@@ -66,7 +65,7 @@ fn template(deployment: &RawDeployment) -> Value {
     deployment
         .spec
         .as_ref()
-        .map(|s| s.template.clone())
+        .map(|s| s.template.value())
         .unwrap_or(Value::Null)
 }
 
@@ -114,7 +113,7 @@ pub fn service_selector(service: &Service) -> BTreeMap<String, String> {
 /// The pod template recorded for `revision` of the Rollout, if its record is in the cache and the
 /// Rollout's own.
 pub fn template_record(
-    revisions: &Cache<ControllerRevision>,
+    revisions: &Cache<RawControllerRevision>,
     rollout: &Rollout,
     revision: Option<&str>,
 ) -> Option<Value> {
@@ -122,13 +121,20 @@ pub fn template_record(
     let name = template_record_name(&rollout.name_any(), revision?);
     let record = get(revisions, &namespace, &name)?;
     let ours = controller(record.meta()).map(|o| &o.uid) == rollout.uid().as_ref();
-    ours.then(|| record.data.as_ref()?.0.get("template").cloned())
-        .flatten()
+    ours.then(|| {
+        record
+            .data
+            .as_ref()?
+            .value()
+            .get_mut("template")
+            .map(Value::take)
+    })
+    .flatten()
 }
 
 /// Whether the Rollout's own record of `revision` is in the cache.
 pub fn has_template_record(
-    revisions: &Cache<ControllerRevision>,
+    revisions: &Cache<RawControllerRevision>,
     rollout: &Rollout,
     revision: &str,
 ) -> bool {

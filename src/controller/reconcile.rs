@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -378,7 +377,7 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
             record_write(ctx, written);
         }
     }
-    let forgettable: Vec<Arc<ControllerRevision>> = decision
+    let forgettable: Vec<Arc<super::raw::RawControllerRevision>> = decision
         .desired
         .forget
         .iter()

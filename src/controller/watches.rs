@@ -4,7 +4,6 @@
 
 use futures::stream::BoxStream;
 use futures::{StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::Api;
@@ -16,7 +15,7 @@ use sluice_strategies::index::Kind;
 use sluice_strategies::objects::MANAGED_BY;
 
 use super::index::Index;
-use super::raw::RawDeployment;
+use super::raw::{RawControllerRevision, RawDeployment};
 use crate::crd::Rollout;
 
 /// kubectl's copy of the whole object it applied: as large as the object, never read by sluice.
@@ -33,7 +32,7 @@ pub struct ScopeWatches {
     pub services: (Store<Service>, Changes<Service>),
     pub ingresses: (Store<Ingress>, Changes<Ingress>),
     /// Records wake nothing: their reflector drains its stream in the background.
-    pub revisions: Store<ControllerRevision>,
+    pub revisions: Store<RawControllerRevision>,
     pub records: tokio::task::JoinHandle<()>,
 }
 
@@ -57,11 +56,20 @@ pub fn trim<K: Resource>(object: &mut K) {
     }
 }
 
-/// A trimmed, reflected watch whose events also reach `feed`; its stream yields each object
-/// changed (applied or deleted).
+/// A Deployment's status conditions are never read either (readiness comes from its counts).
+fn trim_deployment(deployment: &mut RawDeployment) {
+    trim(deployment);
+    if let Some(status) = deployment.status.as_mut() {
+        status.conditions = None;
+    }
+}
+
+/// A reflected watch of objects trimmed by `trimmed` whose events also reach `feed`; its stream
+/// yields each object changed (applied or deleted).
 fn watch<K>(
     api: Api<K>,
     config: watcher::Config,
+    trimmed: fn(&mut K),
     mut feed: impl FnMut(&watcher::Event<K>) + Send + 'static,
 ) -> (
     Store<K>,
@@ -74,7 +82,7 @@ where
     let (reader, writer) = reflector::store();
     let events = watcher(api, config)
         .default_backoff()
-        .modify(trim)
+        .modify(trimmed)
         .reflect(writer)
         .inspect_ok(move |event| feed(event));
     (reader, events)
@@ -96,27 +104,32 @@ impl ScopeWatches {
         let (rollout_store, rollout_events) = watch(
             api::<Rollout>(client, ns),
             rollouts_config,
+            trim,
             index.rollout_feed(namespace.clone()),
         );
         let (deployment_store, deployment_events) = watch(
             api::<RawDeployment>(client, ns),
             watcher::Config::default(),
+            trim_deployment,
             |_| {},
         );
         let (service_store, service_events) = watch(
             api::<Service>(client, ns),
             watcher::Config::default(),
+            trim,
             index.owned_feed(Kind::Service, namespace.clone()),
         );
         let (ingress_store, ingress_events) = watch(
             api::<Ingress>(client, ns),
             watcher::Config::default(),
+            trim,
             index.owned_feed(Kind::Ingress, namespace.clone()),
         );
         // Only sluice's own records, by label.
         let (revisions, record_events) = watch(
-            api::<ControllerRevision>(client, ns),
+            api::<RawControllerRevision>(client, ns),
             watcher::Config::default().labels(&format!("{MANAGED_BY}=sluice")),
+            trim,
             |_| {},
         );
         let records = tokio::spawn(record_events.for_each(|_| futures::future::ready(())));

@@ -176,8 +176,8 @@ def check_default(r: Report, objects: list[dict]) -> None:
     r.expect(tokens["secret"]["secretName"] == "sluice-api-tokens" and
              tokens["secret"]["items"] == [{"key": "tokens.yaml", "path": "tokens.yaml"}],
              "tokens.yaml from Secret sluice-api-tokens")
-    r.expect(c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "256Mi"}},
-             "resources 100m/128Mi, limit 256Mi")
+    r.expect(c["resources"] == {"requests": {"cpu": "100m", "memory": "128Mi"}, "limits": {"memory": "512Mi"}},
+             "resources 100m/128Mi, limit 512Mi")
     r.expect(one(objects, "PodDisruptionBudget")["spec"].get("maxUnavailable") == 1,
              "one replica: the PodDisruptionBudget lets a drain evict it (maxUnavailable 1)")
     r.expect(not by_kind(objects, "Role") and not by_kind(objects, "RoleBinding"), "all namespaces: no Role")

@@ -154,13 +154,12 @@ enum Install {
     Namespaced,
 }
 
+/// Both installations, one after the other: two controller processes, two sandboxes and their
+/// Prometheus side by side were seen to starve each other past the bound on a loaded machine.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_manifests_install_a_controller_that_releases_the_erp_system_with_exactly_its_rbac() {
     install_and_release(Install::ClusterWide).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn limited_to_one_namespace_it_releases_there_with_a_role_and_touches_nothing_else() {
+    // Limited to one namespace: it releases there with a Role, and touches nothing else.
     install_and_release(Install::Namespaced).await;
 }
 
@@ -272,11 +271,12 @@ async fn install_and_release(install: Install) {
             .envs(env)
             .env("KUBECONFIG", &kubeconfig)
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            // Kept beside the kubeconfigs, for a failure to be read.
+            .stderr(std::fs::File::create(scratch("controller.log", &sandbox)).expect("log"))
             .spawn()
             .expect("the controller starts");
         let stdout = child.stdout.take().expect("its stdout");
-        let _controller = Controller(child);
+        let controller = Controller(child);
         // Read to the end, so that the controller never writes into a closed pipe.
         let (lines, said) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -473,6 +473,9 @@ async fn install_and_release(install: Install) {
             }
         }
         assert!(unneeded.is_empty(), "granted, never needed: {unneeded:#?}");
+        // The controller goes first: a client still retrying its watches can hold the sandbox's
+        // shutdown past the bound.
+        drop(controller);
         sandbox.shutdown().await;
     };
     let _ = tracing_subscriber::fmt()

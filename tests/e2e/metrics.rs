@@ -93,7 +93,8 @@ async fn the_metrics_of_a_release_pass_promtool_and_go_with_their_rollout() {
         assert!(text.contains("sluice_prometheus_query_duration_seconds_count"));
         // The kube client's requests, by the API server's verbs; the watches' wakes; the process.
         for expected in [
-            "sluice_kubernetes_requests_total{verb=\"apply\",resource=\"deployments\",code=\"200\"}",
+            // Created (201): a slot that exists and holds what sluice applies is not applied again.
+            "sluice_kubernetes_requests_total{verb=\"apply\",resource=\"deployments\",code=\"201\"}",
             "sluice_kubernetes_requests_total{verb=\"watch\",resource=\"rollouts\",code=\"200\"}",
             "sluice_kubernetes_requests_total{verb=\"list\",resource=\"ingresses\",code=\"200\"}",
             "sluice_work_queue_wakes_total{kind=\"Deployment\"}",

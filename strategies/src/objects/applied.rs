@@ -141,7 +141,10 @@ mod tests {
         assert!(already_applied(&cached, &body));
         let mut other_metadata = cached.clone();
         other_metadata["metadata"]["labels"] = json!({});
-        assert!(!already_applied(&other_metadata, &body), "the rest still counts");
+        assert!(
+            !already_applied(&other_metadata, &body),
+            "the rest still counts"
+        );
         assert!(!already_applied(&json!([]), &body));
     }
 
