@@ -252,6 +252,7 @@ mod tests {
                 .is_empty()
         );
         assert_eq!(index.len(), 3);
+        assert!(!index.is_empty());
     }
 
     #[test]
