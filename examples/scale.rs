@@ -39,6 +39,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, CustomResourceExt};
 use serde_json::{Value, json};
 use sluice::crd::Rollout;
+use sluice::metrics::WRITE_VERBS;
 use sluice_strategies::status::{Phase, Stage};
 use tokio::time::Instant;
 
@@ -269,15 +270,6 @@ struct Scrape {
     /// `le` → cumulative count of the check lateness histogram.
     lateness: Vec<(f64, f64)>,
 }
-
-const WRITE_VERBS: [&str; 6] = [
-    "create",
-    "update",
-    "patch",
-    "apply",
-    "delete",
-    "deletecollection",
-];
 
 impl Scrape {
     fn parse(text: &str) -> Scrape {

@@ -100,8 +100,8 @@ impl Index {
                 .as_ref()
                 .and_then(|l| l.get(MANAGED_BY))
                 .is_some_and(|v| v == "sluice");
-            let owner = observe::controller(meta)
-                .filter(|o| ours && o.kind == "Rollout" && o.api_version.starts_with("sluice.dev/"))
+            let owner = observe::rollout_controller(meta)
+                .filter(|_| ours)
                 .map(|o| o.uid.clone());
             (key, owner.into_iter().collect())
         })

@@ -19,7 +19,7 @@ use std::time::Duration;
 use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, ListParams};
+use kube::api::ListParams;
 use kube::runtime::controller::{self, Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::ObjectRef;
@@ -127,10 +127,9 @@ impl Context {
 /// The Rollout that controls an object, if any: an object it owns wakes it whatever its name (a
 /// canary object of an older spec, deleted by hand, is noticed at once).
 fn controlling_rollout(meta: &kube::api::ObjectMeta) -> Option<ObjectRef<Rollout>> {
-    let owner = observe::controller(meta)?;
-    let is_rollout = owner.kind == "Rollout" && owner.api_version.starts_with("sluice.dev/");
+    let owner = observe::rollout_controller(meta)?;
     let namespace = meta.namespace.as_deref()?;
-    is_rollout.then(|| ObjectRef::new(&owner.name).within(namespace))
+    Some(ObjectRef::new(&owner.name).within(namespace))
 }
 
 /// The Rollouts a changed object wakes: those that reference it by name, looked up in the index,
@@ -175,11 +174,8 @@ async fn check_shard_selector(client: &Client, config: &ControllerConfig) -> Res
         return Ok(());
     };
     let namespace = config.scope.watches().into_iter().next().flatten();
-    let api: Api<Rollout> = match namespace.as_deref() {
-        Some(namespace) => Api::namespaced(client.clone(), namespace),
-        None => Api::all(client.clone()),
-    };
-    api.list_metadata(&ListParams::default().labels(selector).limit(1))
+    watches::api::<Rollout>(client, namespace.as_deref())
+        .list_metadata(&ListParams::default().labels(selector).limit(1))
         .await
         .map(|_| ())
         .map_err(|source| Error::ShardSelector {

@@ -257,6 +257,11 @@ impl Observed {
     }
 }
 
+/// The controller owner reference of an object when that controller is a sluice Rollout.
+pub fn rollout_controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    controller(meta).filter(|o| o.kind == "Rollout" && o.api_version.starts_with("sluice.dev/"))
+}
+
 /// The controller owner reference of an object.
 pub fn controller(meta: &ObjectMeta) -> Option<&OwnerReference> {
     meta.owner_references

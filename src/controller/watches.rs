@@ -36,7 +36,8 @@ pub struct ScopeWatches {
     pub records: tokio::task::JoinHandle<()>,
 }
 
-fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+/// The API of a kind in one namespace, or in all of them (None).
+pub(super) fn api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
 where
     K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
 {

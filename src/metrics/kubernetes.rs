@@ -33,6 +33,16 @@ pub fn metered_client(
         .build())
 }
 
+/// The verbs of [`request_kind`] that change the cluster.
+pub const WRITE_VERBS: [&str; 6] = [
+    "create",
+    "update",
+    "patch",
+    "apply",
+    "delete",
+    "deletecollection",
+];
+
 /// What a request is, as the API server would log it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestKind {

@@ -7,7 +7,7 @@
 mod kubernetes;
 mod process;
 
-pub use kubernetes::{RequestKind, metered_client, request_kind};
+pub use kubernetes::{RequestKind, WRITE_VERBS, metered_client, request_kind};
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -7,17 +7,9 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, Patch, PatchParams};
 use serde_json::json;
 use sluice::crd::Rollout;
+use sluice::metrics::WRITE_VERBS;
 
 use crate::harness::{APP, Env, INGRESS, NS, SERVICE, Setup, bounded, promoted, secs};
-
-const WRITE_VERBS: [&str; 6] = [
-    "create",
-    "update",
-    "patch",
-    "apply",
-    "delete",
-    "deletecollection",
-];
 
 /// The controller's requests so far: (writes by verb and resource, reconciles).
 async fn requests(env: &Env) -> (Vec<String>, f64) {
