@@ -219,19 +219,21 @@ async fn two_rollouts() -> (Env, String) {
     })
     .await;
     // Prometheus finds the controller through a file it watches: the releases start only once it
-    // scrapes it, so that every counter is seen at 0 before it moves.
+    // has scraped both Rollouts' command counters at 0 (a counter whose first sample is already 1
+    // shows no increase), not merely the controller: a scrape between the controller's start and
+    // its first sight of a Rollout has the one without the other.
     let prometheus = env.prometheus_url.clone();
-    eventually(secs(30), "Prometheus scraping the controller", || async {
+    eventually(secs(30), "Prometheus scraping both Rollouts' counters at 0", || async {
         let now = Utc::now();
         let scraped = evaluate(
             &prometheus,
-            r#"sluice_build_info{job="sluice"}"#,
+            &format!(r#"sluice_commands_total{{job="sluice",namespace="{NS}",verb="pause",source="api"}} == 0"#),
             true,
             now,
             now,
         )
         .await;
-        (scraped == Ok(1)).then_some(())
+        (scraped == Ok(2)).then_some(())
     })
     .await;
     // The users of finance, and the preview's smoke traffic on its canary Service.
