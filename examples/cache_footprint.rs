@@ -1,5 +1,5 @@
 //! Profile (not a test): the bytes each kind of object takes in the controller's caches, as it
-//! keeps them (trimmed, in its own types), against the bytes of its JSON. Where memory at scale
+//! keeps them (trimmed; Rollouts typed, everything else as compact text), against the bytes of its JSON. Where memory at scale
 //! goes, object by object.
 //!
 //! ```sh
@@ -22,7 +22,9 @@ use kube::api::{Api, ListParams, PostParams};
 use kube::{Client, CustomResourceExt};
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
+use sluice::controller::cache::Cacheable;
 use sluice::controller::raw::{RawControllerRevision, RawDeployment};
+use sluice::controller::{trim, trim_deployment};
 use sluice::crd::Rollout;
 use sluice_sandbox::{Sandbox, SandboxConfig};
 
@@ -50,9 +52,9 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOCATOR: Counting = Counting;
 
 /// Average JSON bytes and cached bytes of the objects of `path` (a list URL).
-async fn footprint<K>(client: &Client, path: &str) -> (usize, f64, f64)
+async fn footprint<K>(client: &Client, path: &str, trimmed: fn(&mut K)) -> (usize, f64, f64)
 where
-    K: kube::Resource + DeserializeOwned,
+    K: Cacheable + DeserializeOwned,
 {
     let request = http::Request::get(path)
         .body(Vec::new())
@@ -67,22 +69,22 @@ where
         .collect();
     let json_bytes: usize = items.iter().map(String::len).sum();
     let before = LIVE.load(Ordering::Relaxed);
-    let kept: Vec<K> = items
+    let kept: Vec<K::Stored> = items
         .iter()
         .map(|item| {
             let mut object: K = serde_json::from_str(item).expect("the cached type");
-            sluice::controller::trim(&mut object);
-            object
+            trimmed(&mut object);
+            object.stored()
         })
         .collect();
     let after = LIVE.load(Ordering::Relaxed);
     let n = kept.len().max(1) as f64;
-    let spine = (kept.capacity() * std::mem::size_of::<K>()) as f64;
+    let spine = (kept.capacity() * std::mem::size_of::<K::Stored>()) as f64;
     drop(kept);
     (
         items.len(),
         json_bytes as f64 / n,
-        ((after - before) as f64 - spine) / n + std::mem::size_of::<K>() as f64,
+        ((after - before) as f64 - spine) / n + std::mem::size_of::<K::Stored>() as f64,
     )
 }
 
@@ -212,11 +214,11 @@ async fn main() {
     ];
     for (kind, path) in kinds {
         let (n, json, cached) = match kind {
-            "Rollout" => footprint::<Rollout>(&client, path).await,
-            "Deployment" => footprint::<RawDeployment>(&client, path).await,
-            "Service" => footprint::<Service>(&client, path).await,
-            "Ingress" => footprint::<Ingress>(&client, path).await,
-            _ => footprint::<RawControllerRevision>(&client, path).await,
+            "Rollout" => footprint::<Rollout>(&client, path, trim).await,
+            "Deployment" => footprint::<RawDeployment>(&client, path, trim_deployment).await,
+            "Service" => footprint::<Service>(&client, path, trim).await,
+            "Ingress" => footprint::<Ingress>(&client, path, trim).await,
+            _ => footprint::<RawControllerRevision>(&client, path, trim).await,
         };
         let share = cached * n as f64 / rollouts as f64;
         per_rollout += share;

@@ -7,8 +7,14 @@
 
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::networking::v1::Ingress;
 use kube::Resource;
-use kube::runtime::reflector::{ObjectRef, Store};
+use kube::runtime::reflector::{Lookup, ObjectRef, Store};
+
+use super::compact::Compact;
+use super::raw::{RawControllerRevision, RawDeployment};
+use crate::crd::Rollout;
 
 /// Where the controller looks: every namespace, or only some.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,12 +33,54 @@ impl Scope {
     }
 }
 
-/// The stores of one kind, by the namespace their watch covers (None: all).
-pub struct Cache<K: Resource<DynamicType = ()> + 'static> {
-    stores: Vec<(Option<String>, Store<K>)>,
+/// How objects of a kind are kept in its stores: as they are (Rollouts, which the controller's
+/// queue takes from its store), or as compact text (everything else, see [`Compact`]).
+pub trait Cacheable: Resource<DynamicType = ()> + Clone + Send + Sync + 'static {
+    type Stored: Lookup<DynamicType = ()> + Clone + Send + Sync + 'static;
+
+    /// The object as its store keeps it.
+    fn stored(&self) -> Self::Stored;
+
+    /// The object again; None if what was kept does not read back.
+    fn read(stored: Arc<Self::Stored>) -> Option<Arc<Self>>;
 }
 
-impl<K: Resource<DynamicType = ()> + 'static> Clone for Cache<K> {
+impl Cacheable for Rollout {
+    type Stored = Rollout;
+
+    fn stored(&self) -> Rollout {
+        self.clone()
+    }
+
+    fn read(stored: Arc<Rollout>) -> Option<Arc<Rollout>> {
+        Some(stored)
+    }
+}
+
+macro_rules! cached_as_text {
+    ($($kind:ty),*) => {$(
+        impl Cacheable for $kind {
+            type Stored = Compact<$kind>;
+
+            fn stored(&self) -> Compact<$kind> {
+                Compact::new(self)
+            }
+
+            fn read(stored: Arc<Compact<$kind>>) -> Option<Arc<$kind>> {
+                stored.object().map(Arc::new)
+            }
+        }
+    )*};
+}
+
+cached_as_text!(Service, Ingress, RawDeployment, RawControllerRevision);
+
+/// The stores of one kind, by the namespace their watch covers (None: all).
+pub struct Cache<K: Cacheable> {
+    stores: Vec<(Option<String>, Store<K::Stored>)>,
+}
+
+impl<K: Cacheable> Clone for Cache<K> {
     fn clone(&self) -> Self {
         Cache {
             stores: self.stores.clone(),
@@ -40,17 +88,14 @@ impl<K: Resource<DynamicType = ()> + 'static> Clone for Cache<K> {
     }
 }
 
-impl<K: Resource<DynamicType = ()> + 'static> Default for Cache<K> {
+impl<K: Cacheable> Default for Cache<K> {
     fn default() -> Self {
         Cache { stores: Vec::new() }
     }
 }
 
-impl<K> Cache<K>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    pub fn add(&mut self, namespace: Option<String>, store: Store<K>) {
+impl<K: Cacheable> Cache<K> {
+    pub fn add(&mut self, namespace: Option<String>, store: Store<K::Stored>) {
         self.stores.push((namespace, store));
     }
 
@@ -61,6 +106,7 @@ where
             .iter()
             .filter(|(scope, _)| scope.as_deref().is_none_or(|s| s == namespace))
             .find_map(|(_, store)| store.get(&key))
+            .and_then(K::read)
     }
 
     /// Every object cached.
@@ -68,6 +114,7 @@ where
         self.stores
             .iter()
             .flat_map(|(_, store)| store.state())
+            .filter_map(K::read)
             .collect()
     }
 
@@ -85,7 +132,6 @@ where
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::Service;
     use kube::api::ObjectMeta;
     use kube::runtime::reflector;
     use kube::runtime::watcher::Event;
@@ -107,11 +153,11 @@ mod tests {
     fn each_namespace_is_looked_up_in_the_store_of_its_own_watch() {
         let (shop, mut shop_writer) = reflector::store();
         let (erp, mut erp_writer) = reflector::store();
-        shop_writer.apply_watcher_event(&Event::Apply(service("shop", "web")));
-        erp_writer.apply_watcher_event(&Event::Apply(service("erp-system", "gateway")));
+        shop_writer.apply_watcher_event(&Event::Apply(service("shop", "web").stored()));
+        erp_writer.apply_watcher_event(&Event::Apply(service("erp-system", "gateway").stored()));
         // A store that somehow held another namespace's object is not asked for it.
-        erp_writer.apply_watcher_event(&Event::Apply(service("shop", "stray")));
-        let mut cache = Cache::default();
+        erp_writer.apply_watcher_event(&Event::Apply(service("shop", "stray").stored()));
+        let mut cache = Cache::<Service>::default();
         cache.add(Some("shop".into()), shop);
         cache.add(Some("erp-system".into()), erp);
         assert!(cache.get("shop", "web").is_some());
@@ -125,8 +171,8 @@ mod tests {
     #[test]
     fn one_watch_of_every_namespace_answers_for_all() {
         let (all, mut writer) = reflector::store();
-        writer.apply_watcher_event(&Event::Apply(service("shop", "web")));
-        let mut cache = Cache::default();
+        writer.apply_watcher_event(&Event::Apply(service("shop", "web").stored()));
+        let mut cache = Cache::<Service>::default();
         cache.add(None, all);
         assert!(cache.get("shop", "web").is_some());
         assert_eq!(

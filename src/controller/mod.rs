@@ -4,13 +4,14 @@
 pub(crate) mod apply;
 pub mod cache;
 pub mod commands;
+pub mod compact;
 pub(crate) mod index;
 pub(crate) mod observe;
 mod own_writes;
 pub mod raw;
 mod reconcile;
 mod watches;
-pub use watches::trim;
+pub use watches::{trim, trim_deployment};
 
 use std::future::Future;
 use std::sync::Arc;

@@ -21,7 +21,7 @@ use sluice_strategies::release::{
 };
 use sluice_strategies::status::{CanaryObjects, Slot};
 
-use super::cache::Cache;
+use super::cache::{Cache, Cacheable};
 use super::index::Index;
 use super::raw::{RawControllerRevision, RawDeployment};
 use crate::crd::{Rollout, SpecNames};
@@ -29,10 +29,7 @@ use sluice_strategies::index::Kind;
 
 use sluice_strategies::objects::nginx::route_of;
 
-pub fn get<K>(cache: &Cache<K>, namespace: &str, name: &str) -> Option<std::sync::Arc<K>>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + 'static,
-{
+pub fn get<K: Cacheable>(cache: &Cache<K>, namespace: &str, name: &str) -> Option<Arc<K>> {
     cache.get(namespace, name)
 }
 
@@ -343,17 +340,14 @@ impl Owned {
 /// The objects of these names (deduplicated) in the cache that the Rollout `uid` controls, and
 /// those the index finds it controls (the record lost them: they are found by their owner
 /// reference and our label).
-fn controlled<K>(
+fn controlled<K: Cacheable>(
     cache: &Cache<K>,
     index: &Index,
     kind: Kind,
     namespace: &str,
     names: impl Iterator<Item = String>,
     uid: Option<&str>,
-) -> Vec<Arc<K>>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + 'static,
-{
+) -> Vec<Arc<K>> {
     let controlled_here =
         |object: &K| uid.is_some() && controller(object.meta()).map(|o| o.uid.as_str()) == uid;
     let mut names: Vec<String> = names.collect();

@@ -14,6 +14,8 @@ use serde::de::DeserializeOwned;
 use sluice_strategies::index::Kind;
 use sluice_strategies::objects::MANAGED_BY;
 
+use super::cache::Cacheable;
+use super::compact::Compact;
 use super::index::Index;
 use super::raw::{RawControllerRevision, RawDeployment};
 use crate::crd::Rollout;
@@ -28,11 +30,11 @@ pub type Changes<K> = BoxStream<'static, Result<K, watcher::Error>>;
 pub struct ScopeWatches {
     pub namespace: Option<String>,
     pub rollouts: (Store<Rollout>, Changes<Rollout>),
-    pub deployments: (Store<RawDeployment>, Changes<RawDeployment>),
-    pub services: (Store<Service>, Changes<Service>),
-    pub ingresses: (Store<Ingress>, Changes<Ingress>),
+    pub deployments: (Store<Compact<RawDeployment>>, Changes<RawDeployment>),
+    pub services: (Store<Compact<Service>>, Changes<Service>),
+    pub ingresses: (Store<Compact<Ingress>>, Changes<Ingress>),
     /// Records wake nothing: their reflector drains its stream in the background.
-    pub revisions: Store<RawControllerRevision>,
+    pub revisions: Store<Compact<RawControllerRevision>>,
     pub records: tokio::task::JoinHandle<()>,
 }
 
@@ -58,35 +60,48 @@ pub fn trim<K: Resource>(object: &mut K) {
 }
 
 /// A Deployment's status conditions are never read either (readiness comes from its counts).
-fn trim_deployment(deployment: &mut RawDeployment) {
+pub fn trim_deployment(deployment: &mut RawDeployment) {
     trim(deployment);
     if let Some(status) = deployment.status.as_mut() {
         status.conditions = None;
     }
 }
 
-/// A reflected watch of objects trimmed by `trimmed` whose events also reach `feed`; its stream
-/// yields each object changed (applied or deleted).
+/// A reflected watch of objects trimmed by `trimmed` whose events also reach `feed`; its store
+/// keeps them as their kind is cached, its stream yields each object changed (applied or deleted).
 fn watch<K>(
     api: Api<K>,
     config: watcher::Config,
     trimmed: fn(&mut K),
     mut feed: impl FnMut(&watcher::Event<K>) + Send + 'static,
 ) -> (
-    Store<K>,
+    Store<K::Stored>,
     impl futures::Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send,
 )
 where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + Sync,
-    K: 'static,
+    K: Cacheable + DeserializeOwned + std::fmt::Debug,
 {
-    let (reader, writer) = reflector::store();
+    let (reader, mut writer) = reflector::store::<K::Stored>();
     let events = watcher(api, config)
         .default_backoff()
         .modify(trimmed)
-        .reflect(writer)
-        .inspect_ok(move |event| feed(event));
+        .inspect_ok(move |event| {
+            writer.apply_watcher_event(&stored(event));
+            feed(event);
+        });
     (reader, events)
+}
+
+/// The event with its object as the store keeps it.
+fn stored<K: Cacheable>(event: &watcher::Event<K>) -> watcher::Event<K::Stored> {
+    use watcher::Event;
+    match event {
+        Event::Apply(object) => Event::Apply(object.stored()),
+        Event::Delete(object) => Event::Delete(object.stored()),
+        Event::Init => Event::Init,
+        Event::InitApply(object) => Event::InitApply(object.stored()),
+        Event::InitDone => Event::InitDone,
+    }
 }
 
 impl ScopeWatches {
