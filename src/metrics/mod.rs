@@ -6,10 +6,11 @@
 
 mod kubernetes;
 mod process;
+mod rollouts;
 
 pub use kubernetes::{RequestKind, WRITE_VERBS, metered_client, request_kind};
 
-use std::collections::HashMap;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -21,10 +22,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use sluice_strategies::plan::{ReleasePlan, StrategyPlan};
 use sluice_strategies::release::{Command, Note, traffic_back_after_failure};
-use sluice_strategies::status::{Phase, RollbackCause, RolloutStatus};
-use std::sync::atomic::AtomicU64;
-
-type FloatGauge = Gauge<f64, AtomicU64>;
+use sluice_strategies::status::{Phase, RolloutStatus};
 
 const OUTCOMES: [&str; 4] = ["promoted", "rolled_back", "aborted", "superseded"];
 
@@ -40,50 +38,6 @@ const PHASES: [Phase; 8] = [
 ];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RolloutLabels {
-    namespace: String,
-    rollout: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct PhaseLabels {
-    namespace: String,
-    rollout: String,
-    phase: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RevisionLabels {
-    namespace: String,
-    rollout: String,
-    stable_slot: String,
-    stable_revision: String,
-    candidate_revision: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct MetricLabels {
-    namespace: String,
-    rollout: String,
-    metric: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CheckLabels {
-    namespace: String,
-    rollout: String,
-    metric: String,
-    verdict: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct OutcomeLabels {
-    namespace: String,
-    rollout: String,
-    outcome: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct NamespaceLabels {
     namespace: String,
 }
@@ -92,21 +46,6 @@ struct NamespaceLabels {
 struct NamespaceOutcomeLabels {
     namespace: String,
     outcome: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CauseLabels {
-    namespace: String,
-    rollout: String,
-    cause: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct CommandLabels {
-    namespace: String,
-    rollout: String,
-    verb: String,
-    source: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -162,21 +101,9 @@ fn release_buckets() -> Histogram {
 /// Every metric sluice exports, and the registry that encodes them.
 pub struct Metrics {
     registry: Registry,
-    phase: Family<PhaseLabels, Gauge>,
-    weight: Family<RolloutLabels, Gauge>,
-    step: Family<RolloutLabels, Gauge>,
-    step_count: Family<RolloutLabels, Gauge>,
-    revisions: Family<RevisionLabels, Gauge>,
-    analysis_value: Family<MetricLabels, FloatGauge>,
-    analysis_max: Family<MetricLabels, FloatGauge>,
-    analysis_min: Family<MetricLabels, FloatGauge>,
-    checks: Family<CheckLabels, Counter>,
-    releases: Family<OutcomeLabels, Counter>,
-    commands: Family<CommandLabels, Counter>,
     /// By namespace, not Rollout: a histogram is fifteen series, too many to keep per Rollout at
     /// 10,000 of them, and each must exist at 0 before its first release to show it.
     release_duration: Family<NamespaceOutcomeLabels, Histogram, fn() -> Histogram>,
-    last_release_duration: Family<RolloutLabels, FloatGauge>,
     reconcile_duration: Histogram,
     reconcile_errors: Family<KindLabels, Counter>,
     query_duration: Histogram,
@@ -187,19 +114,12 @@ pub struct Metrics {
     check_lateness: Histogram,
     /// The namespaces whose histograms exist.
     namespaces: Mutex<std::collections::HashSet<String>>,
-    rollbacks: Family<CauseLabels, Counter>,
     kubernetes_requests: Family<KubernetesLabels, Counter>,
     kubernetes_duration: Family<VerbLabels, Histogram, fn() -> Histogram>,
     reconciles_in_flight: Gauge,
     wakes: Family<KindLabels, Counter>,
-    /// The label sets each Rollout has, so that a deleted one leaves none behind.
-    known: Mutex<HashMap<RolloutLabels, Known>>,
-}
-
-/// What a Rollout's series are labelled with beyond its name.
-struct Known {
-    revisions: RevisionLabels,
-    metrics: Vec<String>,
+    /// Every Rollout's own series.
+    rollouts: Arc<rollouts::RolloutSeries>,
 }
 
 /// What one reconcile did, as far as the counters go.
@@ -227,19 +147,7 @@ impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::default();
         let metrics = Metrics {
-            phase: Family::default(),
-            weight: Family::default(),
-            step: Family::default(),
-            step_count: Family::default(),
-            revisions: Family::default(),
-            analysis_value: Family::default(),
-            analysis_max: Family::default(),
-            analysis_min: Family::default(),
-            checks: Family::default(),
-            releases: Family::default(),
-            commands: Family::default(),
             release_duration: Family::new_with_constructor(release_buckets),
-            last_release_duration: Family::default(),
             reconcile_duration: seconds_buckets(),
             reconcile_errors: Family::default(),
             query_duration: seconds_buckets(),
@@ -249,12 +157,11 @@ impl Metrics {
             rollback_duration: Family::new_with_constructor(rollback_buckets),
             check_lateness: lateness_buckets(),
             namespaces: Mutex::new(std::collections::HashSet::new()),
-            rollbacks: Family::default(),
             kubernetes_requests: Family::default(),
             kubernetes_duration: Family::new_with_constructor(seconds_buckets),
             reconciles_in_flight: Gauge::default(),
             wakes: Family::default(),
-            known: Mutex::new(HashMap::new()),
+            rollouts: Arc::default(),
             registry: Registry::default(),
         };
         let build = Family::<BuildLabels, Gauge>::default();
@@ -265,69 +172,9 @@ impl Metrics {
             .set(1);
         registry.register("sluice_build_info", "The running build (always 1)", build);
         registry.register(
-            "sluice_rollout_phase",
-            "1 for the phase each Rollout is in, 0 for the others",
-            metrics.phase.clone(),
-        );
-        registry.register(
-            "sluice_rollout_canary_weight_percent",
-            "The traffic percent the candidate receives (canary)",
-            metrics.weight.clone(),
-        );
-        registry.register(
-            "sluice_rollout_step",
-            "The current step, from 1 (0 outside a release)",
-            metrics.step.clone(),
-        );
-        registry.register(
-            "sluice_rollout_steps",
-            "The steps of the canary strategy (0 for blue/green)",
-            metrics.step_count.clone(),
-        );
-        registry.register(
-            "sluice_rollout_revision_info",
-            "The stable slot and the stable and candidate revisions (always 1)",
-            metrics.revisions.clone(),
-        );
-        registry.register(
-            "sluice_analysis_value",
-            "The latest value of each analysis metric",
-            metrics.analysis_value.clone(),
-        );
-        registry.register(
-            "sluice_analysis_max",
-            "The bound each analysis metric must stay at or below",
-            metrics.analysis_max.clone(),
-        );
-        registry.register(
-            "sluice_analysis_min",
-            "The bound each analysis metric must stay at or above",
-            metrics.analysis_min.clone(),
-        );
-        registry.register(
-            "sluice_analysis_checks",
-            "Analysis checks, by metric and verdict",
-            metrics.checks.clone(),
-        );
-        registry.register(
-            "sluice_releases",
-            "Releases ended, by outcome (promoted, rolled_back, aborted, superseded)",
-            metrics.releases.clone(),
-        );
-        registry.register(
-            "sluice_commands",
-            "Commands applied, by verb and source (annotation, api)",
-            metrics.commands.clone(),
-        );
-        registry.register(
             "sluice_release_duration_seconds",
             "From a release's start to its end, by namespace and outcome",
             metrics.release_duration.clone(),
-        );
-        registry.register(
-            "sluice_rollout_last_release_duration_seconds",
-            "How long each Rollout's latest release took, start to end",
-            metrics.last_release_duration.clone(),
         );
         registry.register(
             "sluice_reconcile_duration_seconds",
@@ -370,11 +217,6 @@ impl Metrics {
             metrics.rollback_duration.clone(),
         );
         registry.register(
-            "sluice_rollbacks",
-            "Releases given up, by cause (failed_checks, failed_queries, inconclusive, progress_deadline, aborted)",
-            metrics.rollbacks.clone(),
-        );
-        registry.register(
             "sluice_kubernetes_requests",
             "Requests to the Kubernetes API, by verb, resource and status code (error: no answer)",
             metrics.kubernetes_requests.clone(),
@@ -394,6 +236,9 @@ impl Metrics {
             "Rollouts queued for a reconcile by a change to a watched object, by the object's kind",
             metrics.wakes.clone(),
         );
+        registry.register_collector(Box::new(rollouts::RolloutCollector(
+            metrics.rollouts.clone(),
+        )));
         registry.register_collector(Box::new(process::ProcessCollector));
         Metrics {
             registry,
@@ -423,30 +268,18 @@ impl Metrics {
         plan: Option<&ReleasePlan>,
         status: &RolloutStatus,
     ) {
-        let rollout = RolloutLabels {
-            namespace: namespace.into(),
-            rollout: name.into(),
-        };
-        for phase in PHASES {
-            let labels = phase_labels(&rollout, phase);
-            self.phase
-                .get_or_create(&labels)
-                .set(i64::from(status.phase == phase));
+        if !self.rollouts.contains(namespace, name) {
+            self.zero_histograms(namespace);
         }
-        self.weight
-            .get_or_create(&rollout)
-            .set(i64::from(status.canary_weight.unwrap_or(0)));
-        self.step
-            .get_or_create(&rollout)
-            .set(i64::from(status.step.unwrap_or(0)));
         let steps = match plan.map(|p| &p.strategy) {
             Some(StrategyPlan::Canary(canary)) => canary.steps.len() as i64,
             _ => 0,
         };
-        self.step_count.get_or_create(&rollout).set(steps);
-        let revisions = RevisionLabels {
-            namespace: namespace.into(),
-            rollout: name.into(),
+        let gauges = rollouts::Gauges {
+            phase: status.phase,
+            weight: i64::from(status.canary_weight.unwrap_or(0)),
+            step: i64::from(status.step.unwrap_or(0)),
+            steps,
             stable_slot: status
                 .stable_slot
                 .map(|s| s.to_string())
@@ -454,54 +287,24 @@ impl Metrics {
             stable_revision: status.stable_revision.clone().unwrap_or_default(),
             candidate_revision: status.candidate_revision.clone().unwrap_or_default(),
         };
-        let mut metrics = Vec::new();
-        for result in &status.analysis {
-            let labels = metric_labels(&rollout, &result.name);
-            match result.value.filter(|v| v.is_finite()) {
-                Some(value) => {
-                    self.analysis_value.get_or_create(&labels).set(value);
-                }
-                None => {
-                    self.analysis_value.remove(&labels);
-                }
-            }
-            metrics.push(result.name.clone());
-        }
-        for metric in plan
+        let planned = plan
             .map(|p| p.analysis.metrics.as_slice())
-            .unwrap_or_default()
-        {
-            let labels = metric_labels(&rollout, &metric.name);
-            if let Some(max) = metric.max {
-                self.analysis_max.get_or_create(&labels).set(max);
+            .unwrap_or_default();
+        let mut names: Vec<String> = status.analysis.iter().map(|r| r.name.clone()).collect();
+        names.extend(planned.iter().map(|m| m.name.clone()));
+        self.rollouts.update(namespace, name, |series| {
+            series.gauges = Some(gauges);
+            // A metric neither in the status nor in the plan any more leaves no series behind.
+            series.keep_metrics(&names);
+            for result in &status.analysis {
+                series.metric(&result.name).value = result.value.filter(|v| v.is_finite());
             }
-            if let Some(min) = metric.min {
-                self.analysis_min.get_or_create(&labels).set(min);
+            for metric in planned {
+                let kept = series.metric(&metric.name);
+                kept.max = metric.max;
+                kept.min = metric.min;
             }
-            metrics.push(metric.name.clone());
-        }
-        metrics.sort();
-        metrics.dedup();
-        let mut known = self.lock_known();
-        let known_now = Known {
-            revisions: revisions.clone(),
-            metrics,
-        };
-        let before = known.insert(rollout.clone(), known_now);
-        let now = &known[&rollout].metrics;
-        let had = |metric: &String| before.as_ref().is_some_and(|b| b.metrics.contains(metric));
-        let new_metrics: Vec<&String> = now.iter().filter(|m| !had(m)).collect();
-        self.zero_counters(&rollout, before.is_none(), &new_metrics);
-        if let Some(before) = &before {
-            if before.revisions != revisions {
-                self.revisions.remove(&before.revisions);
-            }
-            for gone in before.metrics.iter().filter(|m| !now.contains(m)) {
-                self.forget_metric(&rollout, gone);
-            }
-        }
-        drop(known);
-        self.revisions.get_or_create(&revisions).set(1);
+        });
     }
 
     /// Counts what one reconcile did: the check it ran, the command it applied, the release it
@@ -523,123 +326,47 @@ impl Metrics {
                 })
                 .observe(took.as_secs_f64());
         }
-        if let Some(check) = check {
-            for metric in &check.metrics {
-                self.checks
-                    .get_or_create(&CheckLabels {
-                        namespace: namespace.into(),
-                        rollout: name.into(),
-                        metric: metric.name.clone(),
-                        verdict: metric.verdict.to_string(),
-                    })
-                    .inc();
-            }
-        }
-        if let Some(command) = command {
-            self.commands
-                .get_or_create(&CommandLabels {
-                    namespace: namespace.into(),
-                    rollout: name.into(),
-                    verb: command.verb.as_str().into(),
-                    source: command_source(&command.nonce).into(),
-                })
-                .inc();
-        }
-        for outcome in notes.iter().filter_map(|n| outcome_of(n, status)) {
-            let labels = OutcomeLabels {
-                namespace: namespace.into(),
-                rollout: name.into(),
-                outcome: outcome.into(),
-            };
-            self.releases.get_or_create(&labels).inc();
-            if let Some(cause) = status
-                .rollback_cause
-                .filter(|_| outcome != "promoted" && outcome != "superseded")
-            {
-                self.rollbacks
-                    .get_or_create(&CauseLabels {
-                        namespace: namespace.into(),
-                        rollout: name.into(),
-                        cause: cause.as_str().into(),
-                    })
-                    .inc();
-            }
+        let outcomes: Vec<&str> = notes.iter().filter_map(|n| outcome_of(n, status)).collect();
+        let mut release_took = None;
+        for outcome in &outcomes {
             if let Some(started) = status.release_started_at {
-                let took = (now - started).to_std().unwrap_or_default();
+                let took = (now - started).to_std().unwrap_or_default().as_secs_f64();
                 self.release_duration
                     .get_or_create(&NamespaceOutcomeLabels {
                         namespace: namespace.into(),
-                        outcome: outcome.into(),
+                        outcome: (*outcome).into(),
                     })
-                    .observe(took.as_secs_f64());
-                self.last_release_duration
-                    .get_or_create(&RolloutLabels {
-                        namespace: namespace.into(),
-                        rollout: name.into(),
-                    })
-                    .set(took.as_secs_f64());
+                    .observe(took);
+                release_took = Some(took);
             }
         }
+        self.rollouts.update(namespace, name, |series| {
+            for metric in check.iter().flat_map(|c| &c.metrics) {
+                series.count_check(&metric.name, &metric.verdict.to_string());
+            }
+            if let Some(command) = command {
+                series.count_command(command.verb.as_str(), command_source(&command.nonce));
+            }
+            for outcome in &outcomes {
+                series.count_release(outcome);
+                let given_up = *outcome != "promoted" && *outcome != "superseded";
+                if let Some(cause) = status.rollback_cause.filter(|_| given_up) {
+                    series.count_rollback(cause);
+                }
+            }
+            if release_took.is_some() {
+                series.last_release_duration = release_took;
+            }
+        });
     }
 
     /// A Rollout is gone: every series that names it goes too.
     pub fn forget_rollout(&self, namespace: &str, name: &str) {
-        let rollout = RolloutLabels {
-            namespace: namespace.into(),
-            rollout: name.into(),
-        };
-        for phase in PHASES {
-            self.phase.remove(&phase_labels(&rollout, phase));
-        }
-        self.weight.remove(&rollout);
-        self.last_release_duration.remove(&rollout);
-        for labels in cause_labels(&rollout) {
-            self.rollbacks.remove(&labels);
-        }
-        self.step.remove(&rollout);
-        self.step_count.remove(&rollout);
-        let mut known = self.lock_known();
-        let mut metrics = Vec::new();
-        if let Some(gone) = known.remove(&rollout) {
-            self.revisions.remove(&gone.revisions);
-            metrics = gone.metrics;
-        }
-        drop(known);
-        for metric in &metrics {
-            self.forget_metric(&rollout, metric);
-        }
-        for labels in command_labels(&rollout) {
-            self.commands.remove(&labels);
-        }
-        for labels in outcome_labels(&rollout) {
-            self.releases.remove(&labels);
-        }
+        self.rollouts.remove(namespace, name);
     }
 
-    /// The counters of a Rollout seen for the first time (or of its new analysis metrics) start
-    /// at 0: a series that first appears at 1 shows no increase in PromQL, and the dashboards
-    /// would miss each Rollout's first rollback, command or failed check.
-    fn zero_counters(&self, rollout: &RolloutLabels, first_sight: bool, new_metrics: &[&String]) {
-        if first_sight {
-            self.zero_histograms(&rollout.namespace);
-            for labels in outcome_labels(rollout) {
-                let _ = self.releases.get_or_create(&labels);
-            }
-            for labels in cause_labels(rollout) {
-                let _ = self.rollbacks.get_or_create(&labels);
-            }
-            for labels in command_labels(rollout) {
-                let _ = self.commands.get_or_create(&labels);
-            }
-        }
-        for metric in new_metrics {
-            for labels in check_labels(rollout, metric) {
-                let _ = self.checks.get_or_create(&labels);
-            }
-        }
-    }
-
-    /// The histograms of a namespace seen for the first time, at 0 for the same reason.
+    /// The histograms of a namespace seen for the first time, at 0: a series that first appears
+    /// at 1 shows no increase in PromQL.
     fn zero_histograms(&self, namespace: &str) {
         let mut namespaces = self
             .namespaces
@@ -657,16 +384,6 @@ impl Metrics {
                         outcome: outcome.into(),
                     });
             }
-        }
-    }
-
-    fn forget_metric(&self, rollout: &RolloutLabels, metric: &str) {
-        let labels = metric_labels(rollout, metric);
-        self.analysis_value.remove(&labels);
-        self.analysis_max.remove(&labels);
-        self.analysis_min.remove(&labels);
-        for labels in check_labels(rollout, metric) {
-            self.checks.remove(&labels);
         }
     }
 
@@ -736,13 +453,6 @@ impl Metrics {
             .get_or_create(&labels)
             .observe(took.as_secs_f64());
     }
-
-    fn lock_known(&self) -> std::sync::MutexGuard<'_, HashMap<RolloutLabels, Known>> {
-        // Plain label sets behind the lock: a panic while it was held broke no invariant.
-        self.known
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -760,14 +470,6 @@ impl Drop for InFlight {
     }
 }
 
-fn phase_labels(rollout: &RolloutLabels, phase: Phase) -> PhaseLabels {
-    PhaseLabels {
-        namespace: rollout.namespace.clone(),
-        rollout: rollout.rollout.clone(),
-        phase: format!("{phase:?}"),
-    }
-}
-
 const VERDICTS: [&str; 4] = ["pass", "fail", "inconclusive", "error"];
 const VERBS: [&str; 6] = [
     "promote",
@@ -778,65 +480,6 @@ const VERBS: [&str; 6] = [
     "retry",
 ];
 const SOURCES: [&str; 2] = ["api", "annotation"];
-
-fn check_labels(rollout: &RolloutLabels, metric: &str) -> Vec<CheckLabels> {
-    VERDICTS
-        .iter()
-        .map(|verdict| CheckLabels {
-            namespace: rollout.namespace.clone(),
-            rollout: rollout.rollout.clone(),
-            metric: metric.into(),
-            verdict: (*verdict).into(),
-        })
-        .collect()
-}
-
-fn command_labels(rollout: &RolloutLabels) -> Vec<CommandLabels> {
-    let mut labels = Vec::new();
-    for verb in VERBS {
-        for source in SOURCES {
-            labels.push(CommandLabels {
-                namespace: rollout.namespace.clone(),
-                rollout: rollout.rollout.clone(),
-                verb: verb.into(),
-                source: source.into(),
-            });
-        }
-    }
-    labels
-}
-
-fn outcome_labels(rollout: &RolloutLabels) -> Vec<OutcomeLabels> {
-    OUTCOMES
-        .iter()
-        .map(|outcome| OutcomeLabels {
-            namespace: rollout.namespace.clone(),
-            rollout: rollout.rollout.clone(),
-            outcome: (*outcome).into(),
-        })
-        .collect()
-}
-
-/// The causes a rollback is counted under (a withdrawn release ends Ready, not rolled back).
-fn cause_labels(rollout: &RolloutLabels) -> Vec<CauseLabels> {
-    RollbackCause::ALL
-        .iter()
-        .filter(|cause| **cause != RollbackCause::Withdrawn)
-        .map(|cause| CauseLabels {
-            namespace: rollout.namespace.clone(),
-            rollout: rollout.rollout.clone(),
-            cause: cause.as_str().into(),
-        })
-        .collect()
-}
-
-fn metric_labels(rollout: &RolloutLabels, metric: &str) -> MetricLabels {
-    MetricLabels {
-        namespace: rollout.namespace.clone(),
-        rollout: rollout.rollout.clone(),
-        metric: metric.into(),
-    }
-}
 
 /// OpenMetrics text as the Prometheus text format 0.0.4 says it: a counter family is named by its
 /// `_total` sample, there is no UNIT and no EOF. Gauges and histograms read the same in both.
@@ -892,7 +535,7 @@ fn outcome_of(note: &Note, status: &RolloutStatus) -> Option<&'static str> {
 mod tests {
     use chrono::Utc;
     use sluice_strategies::release::CommandVerb;
-    use sluice_strategies::status::{MetricResult, Slot, Stage, Verdict};
+    use sluice_strategies::status::{MetricResult, RollbackCause, Slot, Stage, Verdict};
 
     use super::*;
 
@@ -1065,7 +708,7 @@ mod tests {
         }
         let text = metrics.encode();
         assert!(
-            !text.contains("cause=\"failed_checks\""),
+            text.contains("cause=\"failed_checks\"} 0"),
             "no rollback counted: {text}"
         );
         assert!(text.contains("outcome=\"superseded\"} 1"), "{text}");
