@@ -77,11 +77,13 @@ pub fn referenced_objects(
 }
 
 /// A many-to-many relation from members to what they point at, kept both ways so that either
-/// side is found without a scan.
+/// side is found without a scan. Each side's sets are sorted vectors: they hold a handful of
+/// keys, where a B-tree set takes a whole node (eleven keys' room) for one, and there are a few
+/// sets per Rollout.
 #[derive(Debug, Clone)]
 pub struct Relation<Member, Target> {
-    forward: HashMap<Member, BTreeSet<Target>>,
-    backward: HashMap<Target, BTreeSet<Member>>,
+    forward: HashMap<Member, Box<[Target]>>,
+    backward: HashMap<Target, Vec<Member>>,
 }
 
 impl<M, T> Default for Relation<M, T> {
@@ -101,17 +103,22 @@ where
     /// `member` now points at exactly `targets` (none: it is forgotten).
     pub fn set(&mut self, member: M, targets: impl IntoIterator<Item = T>) {
         self.remove(&member);
-        let targets: BTreeSet<T> = targets.into_iter().collect();
+        let mut targets: Vec<T> = targets.into_iter().collect();
+        targets.sort();
+        targets.dedup();
         if targets.is_empty() {
             return;
         }
         for target in &targets {
-            self.backward
+            let members = self
+                .backward
                 .entry(target.clone())
-                .or_default()
-                .insert(member.clone());
+                .or_insert_with(|| Vec::with_capacity(1));
+            if let Err(at) = members.binary_search(&member) {
+                members.insert(at, member.clone());
+            }
         }
-        self.forward.insert(member, targets);
+        self.forward.insert(member, targets.into_boxed_slice());
     }
 
     /// Forgets `member`.
@@ -119,9 +126,11 @@ where
         let Some(targets) = self.forward.remove(member) else {
             return;
         };
-        for target in targets {
+        for target in targets.into_vec() {
             if let Some(members) = self.backward.get_mut(&target) {
-                members.remove(member);
+                if let Ok(at) = members.binary_search(member) {
+                    members.remove(at);
+                }
                 if members.is_empty() {
                     self.backward.remove(&target);
                 }
@@ -133,7 +142,7 @@ where
     pub fn members_of(&self, target: &T) -> Vec<M> {
         self.backward
             .get(target)
-            .map(|members| members.iter().cloned().collect())
+            .map(|members| members.to_vec())
             .unwrap_or_default()
     }
 
@@ -141,7 +150,7 @@ where
     pub fn targets_of(&self, member: &M) -> Vec<T> {
         self.forward
             .get(member)
-            .map(|targets| targets.iter().cloned().collect())
+            .map(|targets| targets.to_vec())
             .unwrap_or_default()
     }
 
