@@ -430,6 +430,49 @@ struct Figures {
 }
 
 /// The controller's requests by verb and resource, most first.
+/// Sums and counts of the controller's timing histograms, by their labels.
+fn sums_and_counts(text: &str) -> BTreeMap<String, (f64, f64)> {
+    let mut found: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+    for line in text.lines() {
+        for (histogram, name) in [
+            ("sluice_kubernetes_request_duration_seconds", "API"),
+            ("sluice_reconcile_duration_seconds", "reconcile"),
+        ] {
+            let Some(rest) = line.strip_prefix(histogram) else {
+                continue;
+            };
+            let Some((series, value)) = rest.rsplit_once(' ') else {
+                continue;
+            };
+            let value = value.parse::<f64>().unwrap_or(0.0);
+            let (part, labels) = series.split_once('{').unwrap_or((series, ""));
+            let key = format!("{name} {}", labels.trim_end_matches('}'));
+            let entry = found.entry(key.trim_end().to_string()).or_default();
+            match part {
+                "_sum" => entry.0 += value,
+                "_count" => entry.1 += value,
+                _ => {}
+            }
+        }
+    }
+    found
+}
+
+/// The mean reconcile and the mean Kubernetes API answer by verb between two scrapes, with
+/// their counts: where the time of the releases went.
+fn mean_times(before: &str, after: &str) -> String {
+    let before = sums_and_counts(before);
+    sums_and_counts(after)
+        .into_iter()
+        .filter_map(|(key, (sum, count))| {
+            let (sum0, count0) = before.get(&key).copied().unwrap_or_default();
+            let n = count - count0;
+            (n > 0.0).then(|| format!("{key} {:.1} ms x {n}", (sum - sum0) / n * 1000.0))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn requests_by_kind(text: &str) -> String {
     let mut counts: BTreeMap<String, f64> = BTreeMap::new();
     for line in text.lines() {
@@ -477,7 +520,8 @@ async fn release_many(
     releases: usize,
     figures: &mut Figures,
 ) -> Result<(), Error> {
-    let before = controller.metrics().await?;
+    let before_text = controller.metrics_text().await?;
+    let before = Scrape::parse(&before_text);
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let watch = tokio::spawn({
         let client = client.clone();
@@ -548,6 +592,10 @@ async fn release_many(
         "  releases: {} ended; requests since the start: {}",
         ended.len(),
         requests_by_kind(&text)
+    );
+    eprintln!(
+        "  where the time went, mean over the releases: {}",
+        mean_times(&before_text, &text)
     );
     let after = Scrape::parse(&text);
     figures.releases = ended.len();

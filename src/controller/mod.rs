@@ -355,6 +355,18 @@ pub fn retry_after(failures: u32, conflict: bool, jitter: f64) -> Duration {
     wait.mul_f64(1.0 + 0.25 * jitter.clamp(0.0, 1.0))
 }
 
+/// Waits of a minute or more (the resync of a Rollout at rest, a long preview) come up to a quarter
+/// earlier (`jitter` in 0..1): the Rollouts of a cold start, all reconciled in the same few
+/// seconds, would otherwise all come back in the same few seconds five minutes later, in a burst
+/// that delays the checks of the releases in flight. Earlier is always safe: a reconcile before
+/// its time finds nothing due and waits again. Shorter waits are the core's own timers, kept.
+pub fn spread_long_wait(wait: Duration, jitter: f64) -> Duration {
+    if wait < Duration::from_secs(60) {
+        return wait;
+    }
+    wait.mul_f64(1.0 - 0.25 * jitter.clamp(0.0, 1.0))
+}
+
 /// A number in 0..1, different at every call: the process's random hasher keys over the time.
 fn jitter() -> f64 {
     use std::hash::BuildHasher;
@@ -422,6 +434,23 @@ mod tests {
         assert_eq!(retry_after(2, true, 0.0), Duration::from_millis(400));
         assert_eq!(retry_after(u32::MAX, false, 0.0), MOST_BACKOFF);
         assert_eq!(retry_after(0, false, 0.0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn only_waits_of_a_minute_or_more_are_spread_and_by_at_most_a_quarter() {
+        let secs = Duration::from_secs;
+        assert_eq!(spread_long_wait(secs(5), 1.0), secs(5));
+        assert_eq!(
+            spread_long_wait(Duration::from_millis(59_999), 1.0),
+            Duration::from_millis(59_999)
+        );
+        assert_eq!(spread_long_wait(secs(60), 1.0), secs(45));
+        assert_eq!(spread_long_wait(secs(300), 0.0), secs(300));
+        assert_eq!(
+            spread_long_wait(secs(300), 0.5),
+            Duration::from_millis(262_500)
+        );
+        assert_eq!(spread_long_wait(secs(300), 9.0), secs(225), "clamped");
     }
 
     #[test]

@@ -410,7 +410,10 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         };
     let writes = release::ordered_writes(&decision.desired, &world);
     apply::write(&ctx.client, &target_ref, &writes).await?;
-    Ok(Action::requeue(decision.requeue_after))
+    Ok(Action::requeue(super::spread_long_wait(
+        decision.requeue_after,
+        super::jitter(),
+    )))
 }
 
 /// The Rollout is being deleted: the user's Deployment takes the traffic back first.
