@@ -119,7 +119,7 @@ impl Series {
 pub(super) struct RolloutSeries(Mutex<BTreeMap<(String, String), Series>>);
 
 impl RolloutSeries {
-    /// Changes one Rollout's series (made if it had none); returns whether it was new.
+    /// Changes one Rollout's series (made, every counter at 0, if it had none).
     pub fn update<T>(
         &self,
         namespace: &str,
