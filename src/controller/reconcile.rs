@@ -410,7 +410,7 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
         };
     let writes = release::ordered_writes(&decision.desired, &world);
     apply::write(&ctx.client, &target_ref, &writes).await?;
-    Ok(Action::requeue(super::spread_long_wait(
+    Ok(Action::requeue(sluice_strategies::waits::spread_long_wait(
         decision.requeue_after,
         super::jitter(),
     )))

@@ -120,12 +120,7 @@ pub(super) struct RolloutSeries(Mutex<BTreeMap<(String, String), Series>>);
 
 impl RolloutSeries {
     /// Changes one Rollout's series (made, every counter at 0, if it had none).
-    pub fn update<T>(
-        &self,
-        namespace: &str,
-        name: &str,
-        change: impl FnOnce(&mut Series) -> T,
-    ) -> T {
+    pub fn update(&self, namespace: &str, name: &str, change: impl FnOnce(&mut Series)) {
         let mut all = self.lock();
         let key = (namespace.to_string(), name.to_string());
         change(all.entry(key).or_default())

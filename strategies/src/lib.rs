@@ -18,6 +18,7 @@ pub mod promql;
 pub mod release;
 pub mod spec;
 pub mod status;
+pub mod waits;
 
 pub use analysis::{CheckOutcome, MetricJudgement, Reading, judge_check, one_line};
 pub use plan::{InvalidSpec, ReleasePlan, resolve};
