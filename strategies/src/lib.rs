@@ -10,6 +10,7 @@ pub mod duration;
 pub mod image;
 pub mod index;
 mod ingress;
+pub mod lease;
 pub mod names;
 pub mod objects;
 pub mod plan;
