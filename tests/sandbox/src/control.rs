@@ -94,6 +94,7 @@ async fn history(
                 "resource": e.resource.1,
                 "namespace": e.namespace,
                 "name": e.name,
+                "writer": e.writer.as_deref(),
                 "object": e.object.as_ref(),
             })
         })

@@ -126,7 +126,13 @@ async fn handle(
     if let Some(err) = fault.error {
         return err.into_response();
     }
-    match serve(&api, verb, &request, &query, &headers, body) {
+    let writer = headers
+        .get(axum::http::header::USER_AGENT)
+        .and_then(|agent| agent.to_str().ok());
+    let served = crate::store::written_by(writer, || {
+        serve(&api, verb, &request, &query, &headers, body)
+    });
+    match served {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }

@@ -50,6 +50,26 @@ pub struct WatchEvent {
     pub object: Arc<Value>,
     pub previous: Option<Arc<Value>>,
     pub time: DateTime<Utc>,
+    /// The User-Agent of the request that made the change (or whose change caused it, as a
+    /// cascade of deletes); None for the simulators' own writes. Audit logs record it so.
+    pub writer: Option<Arc<str>>,
+}
+
+thread_local! {
+    static WRITER: std::cell::RefCell<Option<Arc<str>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `write` with every change it commits attributed to `writer`. The store's writes are
+/// synchronous, so the thread that serves the request is the one that commits its changes.
+pub fn written_by<T>(writer: Option<&str>, write: impl FnOnce() -> T) -> T {
+    let previous = WRITER.with(|w| w.replace(writer.map(Arc::from)));
+    let result = write();
+    WRITER.with(|w| w.replace(previous));
+    result
+}
+
+fn current_writer() -> Option<Arc<str>> {
+    WRITER.with(|w| w.borrow().clone())
 }
 
 /// A list request's options.

@@ -5,7 +5,7 @@ use serde_json::{Map, Value, json};
 
 use super::kinds::ResourceKind;
 use super::selector::label_selector_object_matches;
-use super::validate::{meta, revision, service};
+use super::validate::{lease, meta, revision, service};
 
 /// A field path and what is wrong with it, as in a 422 `Status`'s causes.
 pub type Cause = (String, String);
@@ -213,6 +213,7 @@ pub fn validate(kind: &ResourceKind, obj: &Value, old: Option<&Value>) -> Vec<Ca
         }
         ("", "services") => service::validate(obj, old, &mut causes),
         ("apps", "controllerrevisions") => revision::validate(obj, old, &mut causes),
+        ("coordination.k8s.io", "leases") => lease::validate(obj, &mut causes),
         _ => {}
     }
     if let Some(schema) = &kind.schema {

@@ -810,6 +810,7 @@ impl Store {
             object: obj.clone(),
             previous,
             time: Utc::now(),
+            writer: super::current_writer(),
         });
         if state.log.len() >= state.log_capacity
             && let Some(dropped) = state.log.pop_front()
