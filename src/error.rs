@@ -29,6 +29,8 @@ pub enum Error {
     Presets(#[from] sluice_strategies::PresetError),
     #[error(transparent)]
     Analysis(#[from] crate::analysis::AnalysisError),
+    #[error("leader election: {0}")]
+    LeaderElection(#[from] sluice_strategies::lease::TimingError),
 }
 
 impl Error {
@@ -41,6 +43,7 @@ impl Error {
             Error::Serialize { .. } => "serialize",
             Error::Presets(_) => "presets",
             Error::Analysis(_) => "analysis",
+            Error::LeaderElection(_) => "leader_election",
         }
     }
 

@@ -27,53 +27,58 @@ enum Command {
     /// Print the HTTP API's OpenAPI 3.1 document as JSON.
     Openapi,
     /// Run the controller against the cluster of the kubeconfig (or in-cluster configuration).
-    Controller {
-        /// Prometheus that scrapes the ingress controller, e.g. http://prometheus:9090.
-        #[arg(long, env = "SLUICE_PROMETHEUS_URL")]
-        prometheus_url: String,
-        /// Address of /healthz, /readyz and /metrics (unauthenticated).
-        #[arg(long, default_value = "0.0.0.0:8080")]
-        listen: String,
-        /// Bound on every Prometheus query, in seconds.
-        #[arg(long, default_value_t = 5)]
-        query_timeout: u64,
-        /// A file holding a bearer token for Prometheus (a mounted Secret), read at every query.
-        #[arg(long, env = "SLUICE_PROMETHEUS_BEARER_TOKEN_FILE")]
-        prometheus_bearer_token_file: Option<std::path::PathBuf>,
-        /// A file holding `user:password` for Prometheus's basic auth, read at every query.
-        #[arg(
-            long,
-            env = "SLUICE_PROMETHEUS_BASIC_AUTH_FILE",
-            conflicts_with = "prometheus_bearer_token_file"
-        )]
-        prometheus_basic_auth_file: Option<std::path::PathBuf>,
-        /// The class of the ingress-nginx that serves sluice's canary annotations: a Rollout on an
-        /// Ingress of another class is reported invalid (default: any class).
-        #[arg(long, env = "SLUICE_INGRESS_CLASS")]
-        ingress_class: Option<String>,
-        /// Watch and release only the Rollouts of these namespaces, e.g. `erp-system,shop` (a Role
-        /// in each is all sluice needs then); default: every namespace.
-        #[arg(long, env = "SLUICE_NAMESPACES", value_delimiter = ',', value_parser = namespace_name)]
-        namespaces: Vec<String>,
-        /// Release only the Rollouts whose labels match this selector, e.g. `sluice.dev/shard=a`,
-        /// so that several controllers split a cluster.
-        #[arg(long, env = "SLUICE_SHARD_SELECTOR")]
-        shard_selector: Option<String>,
-        /// Requests a second to the API server, on average (client-side, as client-go's QPS).
-        #[arg(long, default_value_t = sluice::throttle::ApiLimits::default().qps)]
-        api_server_qps: f64,
-        /// Requests to the API server let through at once after a quiet time.
-        #[arg(long, default_value_t = sluice::throttle::ApiLimits::default().burst)]
-        api_server_burst: u32,
-        /// Reconciles running at once, at most.
-        #[arg(long, default_value_t = sluice::controller::DEFAULT_CONCURRENCY,
-              value_parser = clap::value_parser!(u16).range(1..))]
-        concurrency: u16,
-        #[command(flatten)]
-        api: ApiArgs,
-    },
+    Controller(Box<ControllerArgs>),
     #[command(flatten)]
     Api(sluice::cli::ApiCommand),
+}
+
+#[derive(clap::Args)]
+struct ControllerArgs {
+    /// Prometheus that scrapes the ingress controller, e.g. http://prometheus:9090.
+    #[arg(long, env = "SLUICE_PROMETHEUS_URL")]
+    prometheus_url: String,
+    /// Address of /healthz, /readyz and /metrics (unauthenticated).
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    listen: String,
+    /// Bound on every Prometheus query, in seconds.
+    #[arg(long, default_value_t = 5)]
+    query_timeout: u64,
+    /// A file holding a bearer token for Prometheus (a mounted Secret), read at every query.
+    #[arg(long, env = "SLUICE_PROMETHEUS_BEARER_TOKEN_FILE")]
+    prometheus_bearer_token_file: Option<std::path::PathBuf>,
+    /// A file holding `user:password` for Prometheus's basic auth, read at every query.
+    #[arg(
+        long,
+        env = "SLUICE_PROMETHEUS_BASIC_AUTH_FILE",
+        conflicts_with = "prometheus_bearer_token_file"
+    )]
+    prometheus_basic_auth_file: Option<std::path::PathBuf>,
+    /// The class of the ingress-nginx that serves sluice's canary annotations: a Rollout on an
+    /// Ingress of another class is reported invalid (default: any class).
+    #[arg(long, env = "SLUICE_INGRESS_CLASS")]
+    ingress_class: Option<String>,
+    /// Watch and release only the Rollouts of these namespaces, e.g. `erp-system,shop` (a Role
+    /// in each is all sluice needs then); default: every namespace.
+    #[arg(long, env = "SLUICE_NAMESPACES", value_delimiter = ',', value_parser = namespace_name)]
+    namespaces: Vec<String>,
+    /// Release only the Rollouts whose labels match this selector, e.g. `sluice.dev/shard=a`,
+    /// so that several controllers split a cluster.
+    #[arg(long, env = "SLUICE_SHARD_SELECTOR")]
+    shard_selector: Option<String>,
+    /// Requests a second to the API server, on average (client-side, as client-go's QPS).
+    #[arg(long, default_value_t = sluice::throttle::ApiLimits::default().qps)]
+    api_server_qps: f64,
+    /// Requests to the API server let through at once after a quiet time.
+    #[arg(long, default_value_t = sluice::throttle::ApiLimits::default().burst)]
+    api_server_burst: u32,
+    /// Reconciles running at once, at most.
+    #[arg(long, default_value_t = sluice::controller::DEFAULT_CONCURRENCY,
+              value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: u16,
+    #[command(flatten)]
+    api: ApiArgs,
+    #[command(flatten)]
+    election: ElectionArgs,
 }
 
 #[derive(clap::Args)]
@@ -90,6 +95,72 @@ struct ApiArgs {
     /// Requests per second each token may make (a burst of twice as many is let through).
     #[arg(long, default_value_t = 20)]
     api_rate_limit: u32,
+}
+
+#[derive(clap::Args)]
+struct ElectionArgs {
+    /// Elect one leader among the controllers of a scope, by a Lease: only the leader reconciles
+    /// and writes, the others keep their caches and serve the API (`--leader-elect=false`: this
+    /// controller always leads).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true",
+          action = clap::ArgAction::Set)]
+    leader_elect: bool,
+    /// How long a Lease whose holder stopped renewing stays its holder's (whole seconds).
+    #[arg(long, default_value = "15s", value_parser = duration)]
+    leader_elect_lease_duration: Duration,
+    /// How long the leader goes on writing after its last renewal: shorter than the lease
+    /// duration, so it stops before another can take over.
+    #[arg(long, default_value = "10s", value_parser = duration)]
+    leader_elect_renew_deadline: Duration,
+    /// The wait between two tries to renew or to acquire the Lease.
+    #[arg(long, default_value = "2s", value_parser = duration)]
+    leader_elect_retry_period: Duration,
+    /// The Lease's name (default: `sluice`, or one per scope of `--namespaces` and
+    /// `--shard-selector`, `sluice-<hash>`).
+    #[arg(long, env = "SLUICE_LEADER_ELECT_RESOURCE_NAME")]
+    leader_elect_resource_name: Option<String>,
+    /// The Lease's namespace (default: the controller's own, from its service account, or the
+    /// kubeconfig context's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    leader_elect_resource_namespace: Option<String>,
+    /// This candidate's name in the Lease (default: `POD_NAME` or the host's name, and a random
+    /// suffix).
+    #[arg(long)]
+    leader_elect_identity: Option<String>,
+}
+
+impl ElectionArgs {
+    fn election(
+        self,
+        identity: String,
+        client: &kube::Client,
+        namespaces: &[String],
+        shard_selector: Option<&str>,
+    ) -> anyhow::Result<Option<sluice::leader::Election>> {
+        if !self.leader_elect {
+            return Ok(None);
+        }
+        let timing = sluice_strategies::lease::Timing {
+            lease_duration: self.leader_elect_lease_duration,
+            renew_deadline: self.leader_elect_renew_deadline,
+            retry_period: self.leader_elect_retry_period,
+        };
+        timing.check().context("--leader-elect-* times")?;
+        Ok(Some(sluice::leader::Election {
+            namespace: self
+                .leader_elect_resource_namespace
+                .unwrap_or_else(|| client.default_namespace().to_string()),
+            lease: self.leader_elect_resource_name.unwrap_or_else(|| {
+                sluice::leader::Election::lease_name(namespaces, shard_selector)
+            }),
+            identity,
+            timing,
+        }))
+    }
+}
+
+fn duration(text: &str) -> Result<Duration, String> {
+    sluice_strategies::duration::parse(text).map_err(|e| e.to_string())
 }
 
 /// glibc raises its mmap threshold to the size of each large block freed, up to 32 MiB; from then
@@ -114,7 +185,7 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     let json = cli.log_format == "json";
     let default_level = match cli.command {
-        Command::Controller { .. } => "info",
+        Command::Controller(_) => "info",
         _ => "warn",
     };
     sluice::telemetry::init(json, default_level);
@@ -122,20 +193,22 @@ async fn main() -> anyhow::Result<ExitCode> {
         Command::Api(command) => return Ok(sluice::cli::run(command, json).await),
         Command::Crd => print!("{}", sluice::crd::crd_yaml()?),
         Command::Openapi => println!("{}", sluice::api::openapi_document().to_pretty_json()?),
-        Command::Controller {
-            prometheus_url,
-            listen,
-            query_timeout,
-            prometheus_bearer_token_file,
-            prometheus_basic_auth_file,
-            ingress_class,
-            mut namespaces,
-            shard_selector,
-            concurrency,
-            api_server_qps,
-            api_server_burst,
-            api,
-        } => {
+        Command::Controller(args) => {
+            let ControllerArgs {
+                prometheus_url,
+                listen,
+                query_timeout,
+                prometheus_bearer_token_file,
+                prometheus_basic_auth_file,
+                ingress_class,
+                mut namespaces,
+                shard_selector,
+                concurrency,
+                api_server_qps,
+                api_server_burst,
+                api,
+                election,
+            } = *args;
             // One watch per namespace: a namespace given twice would be watched twice.
             namespaces.sort();
             namespaces.dedup();
@@ -147,7 +220,7 @@ async fn main() -> anyhow::Result<ExitCode> {
             config.scope = if namespaces.is_empty() {
                 sluice::controller::Scope::AllNamespaces
             } else {
-                sluice::controller::Scope::Namespaces(namespaces)
+                sluice::controller::Scope::Namespaces(namespaces.clone())
             };
             config.shard_selector = shard_selector.filter(|s| !s.trim().is_empty());
             config.concurrency = concurrency;
@@ -167,8 +240,19 @@ async fn main() -> anyhow::Result<ExitCode> {
                 qps: api_server_qps,
                 burst: api_server_burst.max(1),
             };
-            let client = sluice::metrics::metered_client(kubeconfig, &config.metrics, limits)
-                .context("connecting to the cluster")?;
+            let identity = election
+                .leader_elect_identity
+                .clone()
+                .unwrap_or_else(sluice::leader::Election::default_identity);
+            let client =
+                sluice::metrics::metered_client(kubeconfig, &config.metrics, limits, &identity)
+                    .context("connecting to the cluster")?;
+            config.election = election.election(
+                identity,
+                &client,
+                &namespaces,
+                config.shard_selector.as_deref(),
+            )?;
             let listener = tokio::net::TcpListener::bind(&listen)
                 .await
                 .with_context(|| format!("listening on {listen}"))?;

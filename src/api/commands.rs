@@ -161,7 +161,7 @@ async fn set_images(
     let patch: json_patch::Patch = serde_json::from_value(json!(ops))
         .map_err(|e| ApiError::upstream(format!("cannot build the image patch: {e}")))?;
     let namespace = target.namespace().unwrap_or_default();
-    let api: Api<RawDeployment> = Api::namespaced(state.context.client.clone(), &namespace);
+    let api: Api<RawDeployment> = Api::namespaced(state.context.callers_client.clone(), &namespace);
     let params = PatchParams {
         field_manager: Some(FIELD_MANAGER.into()),
         ..PatchParams::default()
@@ -320,7 +320,15 @@ async fn command(
             Some(reason) => format!("{reason} ({by})"),
             None => by,
         };
-        match send(&state.context.client, &rollout, verb, &nonce, &reason).await {
+        match send(
+            &state.context.callers_client,
+            &rollout,
+            verb,
+            &nonce,
+            &reason,
+        )
+        .await
+        {
             Ok(()) => {
                 tracing::info!(
                     rollout = %format!("{namespace}/{name}"),
@@ -333,7 +341,8 @@ async fn command(
             }
             Err(err) if changed_meanwhile(&err) && attempt < ATTEMPTS => {
                 // Read the Rollout as it is now and decide again.
-                let api: Api<Rollout> = Api::namespaced(state.context.client.clone(), namespace);
+                let api: Api<Rollout> =
+                    Api::namespaced(state.context.callers_client.clone(), namespace);
                 rollout = std::sync::Arc::new(api.get(name).await.map_err(|e| match e {
                     kube::Error::Api(s) if s.code == 404 => ApiError::not_found(namespace, name),
                     other => {

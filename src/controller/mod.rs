@@ -60,6 +60,9 @@ pub struct ControllerConfig {
     /// Where the controller's metrics go: shared with the kube client's layer
     /// ([`crate::metrics::metered_client`]) so that its requests are counted beside the rest.
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// The Lease this controller must hold to reconcile and write; None: it always does
+    /// (`--leader-elect=false`).
+    pub election: Option<crate::leader::Election>,
 }
 
 impl ControllerConfig {
@@ -73,6 +76,7 @@ impl ControllerConfig {
             shard_selector: None,
             concurrency: DEFAULT_CONCURRENCY,
             metrics: Arc::new(crate::metrics::Metrics::new()),
+            election: None,
         }
     }
 }
@@ -84,7 +88,13 @@ pub const DEFAULT_CONCURRENCY: u16 = 32;
 
 /// What every reconcile shares.
 pub struct Context {
+    /// The controller's client: its writes are fenced by the leadership.
     pub client: Client,
+    /// The API's writes on behalf of its callers (a release, a command), not fenced: a follower
+    /// records a command in the Rollout for the leader to consume.
+    pub callers_client: Client,
+    /// Whether this replica may reconcile now.
+    pub leadership: crate::leader::Leadership,
     pub presets: Presets,
     pub analyst: Analyst,
     pub rollouts: Cache<Rollout>,
@@ -196,7 +206,19 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + Sync + 'static,
 ) -> Result<(), Error> {
     let presets = Presets::embedded()?;
+    if let Some(election) = &config.election {
+        election.timing.check()?;
+    }
     check_shard_selector(&client, &config).await?;
+    let (leadership, writer) = match &config.election {
+        Some(election) => {
+            let leadership = crate::leader::Leadership::elected();
+            let lease = format!("{}/{}", election.namespace, election.lease);
+            let writer = crate::leader::fence::fenced(client.clone(), leadership.clone(), lease);
+            (leadership, writer)
+        }
+        None => (crate::leader::Leadership::unelected(), client.clone()),
+    };
     let metrics = config.metrics.clone();
     let analyst = Analyst::new(&config.prometheus_url, config.query_timeout)?
         .authenticated_by(config.prometheus_auth.clone())
@@ -211,7 +233,9 @@ pub async fn run(
         })
         .collect();
     let mut context = Context {
-        client: client.clone(),
+        client: writer.clone(),
+        callers_client: client.clone(),
+        leadership: leadership.clone(),
         presets,
         analyst,
         rollouts: Cache::default(),
@@ -221,10 +245,10 @@ pub async fn run(
         revisions: Cache::default(),
         index: index.clone(),
         recorder: Recorder::new(
-            client.clone(),
+            writer,
             Reporter {
                 controller: "sluice".into(),
-                instance: None,
+                instance: config.election.as_ref().map(|e| e.identity.clone()),
             },
         ),
         own_writes: own_writes::OwnWrites::default(),
@@ -282,6 +306,16 @@ pub async fn run(
         }))
     });
 
+    let (elector_stop, elector_stopping) = tokio::sync::watch::channel(false);
+    let elector = config.election.clone().map(|election| {
+        tokio::spawn(crate::leader::elect(
+            client.clone(),
+            election,
+            leadership.clone(),
+            elector_stopping,
+        ))
+    });
+
     let shutdown = shutdown.shared();
     let mut records = Vec::new();
     let controllers = scopes.into_iter().map(|scope| {
@@ -302,6 +336,8 @@ pub async fn run(
                 scope.ingresses.1,
                 wakes(index.clone(), Kind::Ingress, metrics.clone()),
             )
+            // A new term starts from the world as it is: every Rollout is looked at again.
+            .reconcile_all_on(terms(leadership.terms()))
             .graceful_shutdown_on(shutdown.clone())
             .run(reconcile::reconcile, error_policy, context.clone())
             .for_each(|outcome| async move {
@@ -310,7 +346,24 @@ pub async fn run(
                 }
             })
     });
-    futures::future::join_all(controllers).await;
+    let drained = futures::future::join_all(controllers);
+    // The writes in flight finish, within a bound: a Pod gets 30 s from SIGTERM to SIGKILL,
+    // and the next leader should not wait for a reconcile stuck on a slow server.
+    let deadline = shutdown
+        .clone()
+        .then(|_| tokio::time::sleep(SHUTDOWN_GRACE));
+    tokio::select! {
+        _ = drained => {}
+        _ = deadline => tracing::warn!(
+            grace_ms = SHUTDOWN_GRACE.as_millis() as u64,
+            "reconciles still running at the end of the shutdown grace: left to the next leader"
+        ),
+    }
+    // Only once no reconcile writes any more is the Lease released, for the next leader.
+    let _ = elector_stop.send(true);
+    if let Some(elector) = elector {
+        let _ = elector.await;
+    }
     let _ = server_stop.send(());
     let _ = api_stop.send(true);
     if let Some(api) = api {
@@ -321,6 +374,20 @@ pub async fn run(
         record.abort();
     }
     Ok(())
+}
+
+/// How long a stopping controller lets its reconciles in flight finish their writes. With the
+/// Lease's release after it (at most a retry period), a stop takes under 10 s.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(7);
+
+/// A stream that yields at the start of every term after the first look.
+fn terms(
+    receiver: tokio::sync::watch::Receiver<u64>,
+) -> impl futures::Stream<Item = ()> + Send + Sync + 'static {
+    futures::stream::unfold(receiver, |mut receiver| async move {
+        receiver.changed().await.ok()?;
+        Some(((), receiver))
+    })
 }
 
 fn error_policy(rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
@@ -339,7 +406,7 @@ fn error_policy(rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Acti
 }
 
 /// A number in 0..1, different at every call: the process's random hasher keys over the time.
-fn jitter() -> f64 {
+pub(crate) fn jitter() -> f64 {
     use std::hash::BuildHasher;
     let draw = std::collections::hash_map::RandomState::new().hash_one(std::time::Instant::now());
     (draw >> 11) as f64 / (1u64 << 53) as f64

@@ -32,6 +32,10 @@ const CACHE_SYNC_WAIT: Duration = Duration::from_secs(10);
 const STALE_RETRY: Duration = Duration::from_millis(100);
 
 pub async fn reconcile(rollout: Arc<Rollout>, ctx: Arc<Context>) -> Result<Action, Error> {
+    // A follower decides nothing: the leader's new term reconciles every Rollout again.
+    if !ctx.leadership.is_leading() {
+        return Ok(Action::await_change());
+    }
     let namespace = rollout.namespace().unwrap_or_default();
     let name = rollout.name_any();
     let span = tracing::info_span!("reconcile", rollout = %format!("{namespace}/{name}"));

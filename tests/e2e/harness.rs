@@ -322,6 +322,7 @@ impl Env {
             kubeconfig,
             &config.metrics,
             sluice::throttle::ApiLimits::default(),
+            "e2e",
         )
         .expect("a kube client for the sandbox");
         let listener = TcpListener::bind("127.0.0.1:0")

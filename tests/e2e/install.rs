@@ -76,10 +76,13 @@ fn rendered_controller() -> (Vec<String>, Vec<(String, String)>) {
         .into_iter()
         .flatten()
         .filter_map(|e| {
-            Some((
-                e["name"].as_str()?.to_string(),
-                e["value"].as_str()?.to_string(),
-            ))
+            // The downward API's fields, as the kubelet fills them in for the pod sluice-0.
+            let value = match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
+                Some("metadata.namespace") => "sluice",
+                Some("metadata.name") => "sluice-0",
+                _ => e["value"].as_str()?,
+            };
+            Some((e["name"].as_str()?.to_string(), value.to_string()))
         })
         .collect();
     (args, env)
@@ -433,7 +436,11 @@ async fn install_and_release(install: Install) {
             .collect();
         assert!(refused.is_empty(), "refused: {refused:#?}");
         let role = if install == Install::Namespaced {
-            let elsewhere: Vec<_> = decisions.iter().filter(|d| d.namespace != NS).collect();
+            // The Lease is in the controller's own namespace.
+            let elsewhere: Vec<_> = decisions
+                .iter()
+                .filter(|d| d.namespace != NS && d.resource != "leases")
+                .collect();
             assert!(elsewhere.is_empty(), "outside {NS}: {elsewhere:#?}");
             let outsider: Api<Rollout> = Api::namespaced(client.clone(), "shop");
             let outsider = outsider.get("outsider").await.expect("the other Rollout");
@@ -446,33 +453,22 @@ async fn install_and_release(install: Install) {
         } else {
             kubectl(&admin, &["get", "clusterrole", "sluice", "-o", "json"])
         };
-        // Each rule was the only one to allow some request: without it, that request is a 403.
-        let role: Value = serde_json::from_str(&role).expect("JSON");
-        let rules = role["rules"].as_array().expect("rules").len();
-        let needed: BTreeSet<(usize, String)> = decisions
-            .iter()
-            .filter(|d| d.allowed_by.len() == 1)
-            .map(|d| (d.allowed_by[0].index, d.verb.clone()))
-            .collect();
-        let mut unneeded = Vec::new();
-        for i in 0..rules {
-            let rule = &role["rules"][i];
-            assert!(
-                needed.iter().any(|(at, _)| *at == i),
-                "no request needed the rule {rule}"
-            );
-            let resource = rule["resources"][0].as_str().unwrap_or_default();
-            let verbs = rule["verbs"].as_array().into_iter().flatten();
-            for verb in verbs.filter_map(Value::as_str) {
-                let rare = RARELY_USED
-                    .iter()
-                    .any(|(r, v, _)| *r == resource && *v == verb);
-                if !rare && !needed.contains(&(i, verb.to_string())) {
-                    unneeded.push(format!("{verb} in {rule}"));
-                }
-            }
+        let lease_role = kubectl(
+            &admin,
+            &[
+                "-n",
+                "sluice",
+                "get",
+                "role",
+                "sluice-leader-election",
+                "-o",
+                "json",
+            ],
+        );
+        for role in [role, lease_role] {
+            let role: Value = serde_json::from_str(&role).expect("JSON");
+            each_rule_needed(&role, &decisions);
         }
-        assert!(unneeded.is_empty(), "granted, never needed: {unneeded:#?}");
         // The controller goes first: a client still retrying its watches can hold the sandbox's
         // shutdown past the bound.
         drop(controller);
@@ -485,4 +481,34 @@ async fn install_and_release(install: Install) {
     tokio::time::timeout(Duration::from_secs(200), scenario)
         .await
         .expect("the installation releases within 200 s");
+}
+
+/// Each rule of `role` was the only one to allow some request: without it, that request is a 403.
+fn each_rule_needed(role: &Value, decisions: &[sluice_sandbox::rbac::Decision]) {
+    let name = role["metadata"]["name"].as_str().unwrap_or_default();
+    let rules = role["rules"].as_array().expect("rules").len();
+    let needed: BTreeSet<(usize, String)> = decisions
+        .iter()
+        .filter(|d| d.allowed_by.len() == 1 && d.allowed_by[0].name == name)
+        .map(|d| (d.allowed_by[0].index, d.verb.clone()))
+        .collect();
+    let mut unneeded = Vec::new();
+    for i in 0..rules {
+        let rule = &role["rules"][i];
+        assert!(
+            needed.iter().any(|(at, _)| *at == i),
+            "no request needed the rule {rule}"
+        );
+        let resource = rule["resources"][0].as_str().unwrap_or_default();
+        let verbs = rule["verbs"].as_array().into_iter().flatten();
+        for verb in verbs.filter_map(Value::as_str) {
+            let rare = RARELY_USED
+                .iter()
+                .any(|(r, v, _)| *r == resource && *v == verb);
+            if !rare && !needed.contains(&(i, verb.to_string())) {
+                unneeded.push(format!("{verb} in {rule}"));
+            }
+        }
+    }
+    assert!(unneeded.is_empty(), "granted, never needed: {unneeded:#?}");
 }

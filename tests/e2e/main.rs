@@ -14,6 +14,7 @@ mod dashboard_queries;
 mod harness;
 mod history;
 mod install;
+mod leader;
 mod lifecycle;
 mod metrics;
 mod records;

@@ -1,0 +1,262 @@
+//! Two controllers at once, as two real processes of the binary with leader election on (its
+//! default): only the Lease's holder writes, the other stays ready and serves the read-only API
+//! from its caches; killed with SIGKILL mid-release, the leader is replaced within one lease
+//! duration, and the release ends promoted as if nothing happened. A stopped leader (SIGTERM)
+//! releases its Lease, so the next takes over at once, and exits within 10 s.
+//!
+//! Who wrote what comes from the sandbox's history: each change carries the User-Agent of the
+//! request that made it, and sluice's names the candidate (`sluice/<version> (<os>/<arch>) <id>`).
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::coordination::v1::Lease;
+use kube::api::Api;
+use serde_json::json;
+use sluice_strategies::status::Phase;
+
+use crate::harness::{APP, Env, NS, Setup, bounded, eventually, promoted, secs, status};
+
+const V2: &str = "erp/reporting:1.1.0";
+/// Short times, so that a takeover fits in a test: as checked by the binary, 1.2 x retry <
+/// renew deadline < lease duration.
+const LEASE_DURATION: Duration = Duration::from_secs(4);
+const ELECTION_ARGS: [&str; 3] = [
+    "--leader-elect-lease-duration=4s",
+    "--leader-elect-renew-deadline=3s",
+    "--leader-elect-retry-period=1s",
+];
+
+/// A controller process of the binary; killed when dropped, however the test ends.
+struct Controller {
+    identity: &'static str,
+    child: Child,
+    probes: String,
+    api: String,
+}
+
+impl Drop for Controller {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn scratch(env: &Env, name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "sluice-leader-{}-{name}",
+        env.sandbox.api_url().replace([':', '/', '.'], "_")
+    ))
+}
+
+/// Starts candidate `identity`, waiting for the two addresses it prints.
+async fn start(env: &Env, identity: &'static str) -> Controller {
+    let kubeconfig = scratch(env, "kubeconfig");
+    std::fs::write(&kubeconfig, env.sandbox.kubeconfig()).expect("written");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "controller",
+            "--listen=127.0.0.1:0",
+            "--api-listen=127.0.0.1:0",
+        ])
+        .arg(format!("--prometheus-url={}", env.prometheus_url))
+        .args(["--api-insecure", "--query-timeout=2"])
+        .arg(format!("--leader-elect-identity={identity}"))
+        .args(ELECTION_ARGS)
+        .env("KUBECONFIG", &kubeconfig)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(scratch(env, &format!("{identity}.log"))).expect("log"))
+        .spawn()
+        .expect("the controller starts");
+    let stdout = child.stdout.take().expect("its stdout");
+    let (lines, said) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let (probes, api) = tokio::task::spawn_blocking(move || {
+        let address = || {
+            let line = said
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_default();
+            line.rsplit(' ').next().unwrap_or_default().to_string()
+        };
+        (address(), address())
+    })
+    .await
+    .expect("read");
+    assert!(
+        probes.starts_with("http://127.0.0.1:"),
+        "{identity}: {probes:?}"
+    );
+    Controller {
+        identity,
+        child,
+        probes,
+        api,
+    }
+}
+
+/// The Lease's holder, if any.
+async fn holder(env: &Env) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
+    let lease = leases.get_opt("sluice").await.ok()??;
+    lease.spec?.holder_identity.filter(|h| !h.is_empty())
+}
+
+/// The candidates that changed anything but the Lease after resourceVersion `since`, by the
+/// identity at the end of their User-Agent.
+fn writers_since(env: &Env, since: u64) -> BTreeSet<String> {
+    env.sandbox
+        .store()
+        .history()
+        .iter()
+        .filter(|e| e.resource_version > since && e.resource.1 != "leases")
+        .filter_map(|e| e.writer.as_deref())
+        .filter(|agent| agent.starts_with("sluice/"))
+        .filter_map(|agent| agent.rsplit(' ').next().map(str::to_string))
+        .collect()
+}
+
+/// Each write of the Lease: when, and the holder it named.
+fn lease_writes(env: &Env) -> Vec<(chrono::DateTime<chrono::Utc>, String)> {
+    env.sandbox
+        .store()
+        .history()
+        .iter()
+        .filter(|e| e.resource.1 == "leases" && e.name == "sluice")
+        .map(|e| {
+            let holder = e.object["spec"]["holderIdentity"].as_str().unwrap_or("");
+            (e.time, holder.to_string())
+        })
+        .collect()
+}
+
+async fn get(url: &str) -> reqwest::StatusCode {
+    reqwest::get(url)
+        .await
+        .map(|r| r.status())
+        .unwrap_or(reqwest::StatusCode::BAD_GATEWAY)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_controllers_only_the_leader_writes_and_a_killed_leader_is_replaced_unharmed() {
+    bounded(async {
+        let env = Env::start(Setup::default()).await;
+        env.create_rollout(APP, json!({})).await;
+        let a = start(&env, "a").await;
+        let b = start(&env, "b").await;
+        let stable = env.wait_taken_over().await;
+        let first = eventually(secs(10), "a leader", || holder(&env)).await;
+        let (mut leader, follower) = if first == "a" { (a, b) } else { (b, a) };
+
+        // The follower is ready and serves reads from its caches, but writes nothing.
+        assert_eq!(get(&format!("{}/readyz", follower.probes)).await, 200);
+        let read = format!("{}/api/v1/namespaces/{NS}/rollouts/{APP}", follower.api);
+        eventually(
+            secs(10),
+            "the follower's API serves the Rollout",
+            || async { (get(&read).await == 200).then_some(()) },
+        )
+        .await;
+        assert_eq!(
+            writers_since(&env, 0),
+            BTreeSet::from([leader.identity.to_string()]),
+            "only the leader took reporting over"
+        );
+
+        let since = env.set_image(V2).await;
+        let v2 = env.target_revision().await;
+        env.wait_canary_weight("20").await;
+        assert_eq!(
+            writers_since(&env, since),
+            BTreeSet::from([leader.identity.to_string()]),
+            "only the leader writes the release"
+        );
+        assert_ne!(v2, stable);
+
+        // SIGKILL: no release of the Lease, no last write.
+        let killed_at_rv = env.sandbox.store().resource_version();
+        let killed = chrono::Utc::now();
+        leader.child.kill().expect("killed");
+        leader.child.wait().expect("reaped");
+        eventually(secs(15), "a new leader", || async {
+            holder(&env).await.filter(|h| h == follower.identity)
+        })
+        .await;
+        // From the history's times: the dead leader's last renewal, and the successor's takeover.
+        let lease_writes = lease_writes(&env);
+        let last_renewal = lease_writes
+            .iter()
+            .filter(|(_, holder)| holder == leader.identity)
+            .map(|(at, _)| *at)
+            .max()
+            .expect("the leader renewed");
+        let takeover = lease_writes
+            .iter()
+            .find(|(at, holder)| *at > killed && holder == follower.identity)
+            .map(|(at, _)| *at)
+            .expect("the follower took over");
+        let after_kill = (takeover - killed).to_std().unwrap_or_default();
+        let after_renewal = (takeover - last_renewal).to_std().unwrap_or_default();
+        println!(
+            "takeover {after_kill:?} after the SIGKILL, {after_renewal:?} after the dead leader's \
+             last renewal (lease duration {LEASE_DURATION:?})"
+        );
+        // Within one lease duration of the last renewal, give or take the few requests it takes
+        // to see it lapse and write the Lease.
+        let slack = Duration::from_millis(500);
+        assert!(
+            after_renewal <= LEASE_DURATION + slack && after_kill <= LEASE_DURATION + slack,
+            "took over {after_kill:?} after the kill, {after_renewal:?} after the last renewal"
+        );
+
+        let done = env
+            .wait_for("v2 promoted by the new leader", secs(60), |r| {
+                promoted(r, &v2)
+            })
+            .await;
+        assert_eq!(status(&done).phase, Phase::Succeeded);
+        assert_eq!(
+            writers_since(&env, killed_at_rv),
+            BTreeSet::from([follower.identity.to_string()]),
+            "after the kill only the new leader writes"
+        );
+        let history = env.history();
+        assert_eq!(
+            history.weights_since(since),
+            ["20", "50", "0"],
+            "the release went on from where it was, no step repeated or skipped"
+        );
+
+        // SIGTERM: the writes in flight finish, the Lease is released, the process exits in 10 s.
+        let mut leader = follower;
+        let term = Command::new("kill")
+            .args(["-TERM", &leader.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(term.success());
+        let stopped = Instant::now();
+        let exit = tokio::task::spawn_blocking(move || {
+            let exit = leader.child.wait();
+            (leader, exit)
+        });
+        let (leader, exit) = tokio::time::timeout(secs(12), exit)
+            .await
+            .expect("exits within 12 s")
+            .expect("joined");
+        let took = stopped.elapsed();
+        println!("exit after SIGTERM: {took:?}");
+        assert!(exit.expect("waited").success(), "exits 0 on SIGTERM");
+        assert!(took < secs(10), "exited {took:?} after SIGTERM");
+        assert_eq!(holder(&env).await, None, "the Lease was released");
+        drop(leader);
+        env.finish().await;
+    })
+    .await;
+}
