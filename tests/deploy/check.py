@@ -112,6 +112,11 @@ EXPECTED_RULES = [
     ("events.k8s.io", "events", ["create", "patch"]),
 ]
 
+# Leader election (src/leader/mod.rs): the Lease read at every try and watched, created once,
+# renewed and released by update; in the release's namespace only.
+LEASE_RULES = [("coordination.k8s.io", "leases", ["get", "list", "watch", "create", "update"])]
+LEADER_ELECTION = "sluice-leader-election"
+
 # `sluice controller`'s arguments with the default values, in the chart's order.
 DEFAULT_ARGS = [
     "controller",
@@ -121,17 +126,44 @@ DEFAULT_ARGS = [
     "--log-format=json",
     "--api-tokens-file=/etc/sluice/api/tokens.yaml",
     "--ingress-class=nginx",
+    "--leader-elect-lease-duration=15s",
+    "--leader-elect-renew-deadline=10s",
+    "--leader-elect-retry-period=2s",
 ]
 
 
-def check_rules(r: Report, where: str, rules: list[dict]) -> None:
+def check_rules(r: Report, where: str, rules: list[dict], expected: list = EXPECTED_RULES) -> None:
     flat = [(rule["apiGroups"], rule["resources"], rule["verbs"]) for rule in rules]
     r.expect(all(len(g) == 1 and len(res) == 1 for g, res, _ in flat),
              f"{where}: one API group and one resource per rule")
     r.expect(not any("*" in g + res + v for g, res, v in flat), f"{where}: no wildcard")
     got = [(g[0], res[0], v) for g, res, v in flat]
-    r.expect(got == EXPECTED_RULES, f"{where}: exactly the verbs sluice uses" +
-             ("" if got == EXPECTED_RULES else f", got {got}"))
+    r.expect(got == expected, f"{where}: exactly the verbs sluice uses" +
+             ("" if got == expected else f", got {got}"))
+
+
+def check_leader_election(r: Report, objects: list[dict], c: dict) -> None:
+    """A Role for the Leases in the release's namespace, bound to sluice's ServiceAccount, and the
+    pod's namespace and name given to the controller."""
+    roles = [o for o in by_kind(objects, "Role") if o["metadata"]["name"] == LEADER_ELECTION]
+    bindings = [o for o in by_kind(objects, "RoleBinding") if o["metadata"]["name"] == LEADER_ELECTION]
+    if not r.expect(len(roles) == 1 and len(bindings) == 1, f"one Role and RoleBinding {LEADER_ELECTION}"):
+        return
+    (role,), (binding,) = roles, bindings
+    r.expect(role["metadata"]["namespace"] == chart.NAMESPACE and binding["metadata"]["namespace"] == chart.NAMESPACE,
+             f"{LEADER_ELECTION} in the release's namespace")
+    check_rules(r, f"Role {LEADER_ELECTION}", role["rules"], LEASE_RULES)
+    r.expect(binding["subjects"] == [{"kind": "ServiceAccount", "name": "sluice", "namespace": "sluice"}]
+             and binding["roleRef"]["name"] == LEADER_ELECTION,
+             f"RoleBinding {LEADER_ELECTION} to ServiceAccount sluice/sluice")
+    env = {e["name"]: e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") for e in c.get("env", [])}
+    r.expect(env.get("POD_NAMESPACE") == "metadata.namespace" and env.get("POD_NAME") == "metadata.name",
+             f"POD_NAMESPACE and POD_NAME from the downward API, got {env}")
+
+
+def scope_roles(objects: list[dict], kind: str) -> list[dict]:
+    """The Roles (or RoleBindings) of the watched namespaces: all but leader election's."""
+    return [o for o in by_kind(objects, kind) if o["metadata"]["name"] != LEADER_ELECTION]
 
 
 def container(objects: list[dict]) -> tuple[dict, dict]:
@@ -180,7 +212,9 @@ def check_default(r: Report, objects: list[dict]) -> None:
              "resources 100m/128Mi, limit 512Mi")
     r.expect(one(objects, "PodDisruptionBudget")["spec"].get("maxUnavailable") == 1,
              "one replica: the PodDisruptionBudget lets a drain evict it (maxUnavailable 1)")
-    r.expect(not by_kind(objects, "Role") and not by_kind(objects, "RoleBinding"), "all namespaces: no Role")
+    r.expect(not scope_roles(objects, "Role") and not scope_roles(objects, "RoleBinding"),
+             "all namespaces: no Role but leader election's")
+    check_leader_election(r, objects, c)
     check_rules(r, "ClusterRole", one(objects, "ClusterRole")["rules"])
     binding = one(objects, "ClusterRoleBinding")
     r.expect(binding["subjects"] == [{"kind": "ServiceAccount", "name": "sluice", "namespace": "sluice"}],
@@ -197,6 +231,8 @@ def check_other(r: Report, objects: list[dict]) -> None:
     r.expect("--shard-selector=sluice.dev/shard=a" in c["args"], "shardSelector: --shard-selector=sluice.dev/shard=a")
     check_namespaced_rbac(r, objects, ["erp-system", "shop"])
     r.expect(one(objects, "Deployment")["spec"]["replicas"] == 2, "replicas 2")
+    r.expect("--leader-elect-lease-duration=30s" in c["args"], "leaderElection.leaseDuration: 30s")
+    check_leader_election(r, objects, c)
     r.expect(one(objects, "PodDisruptionBudget")["spec"].get("minAvailable") == 1, "two replicas: minAvailable 1")
     check_service_monitor(r, objects)
     check_dashboards(r, objects)
@@ -207,8 +243,8 @@ def check_namespaced_rbac(r: Report, objects: list[dict], namespaces: list[str])
     """watchNamespaces: a Role and its RoleBinding in each listed namespace, nothing cluster-wide."""
     r.expect(not by_kind(objects, "ClusterRole") and not by_kind(objects, "ClusterRoleBinding"),
              "some namespaces: no ClusterRole, no ClusterRoleBinding")
-    roles = by_kind(objects, "Role")
-    bindings = by_kind(objects, "RoleBinding")
+    roles = scope_roles(objects, "Role")
+    bindings = scope_roles(objects, "RoleBinding")
     for kind, found in [("Role", roles), ("RoleBinding", bindings)]:
         where = sorted(o["metadata"].get("namespace", "") for o in found)
         r.expect(where == sorted(namespaces), f"one {kind} in each of {', '.join(namespaces)} (found in {where})")
@@ -340,6 +376,9 @@ BAD_VALUES = [
     # Rules across two values: the chart's own `fail`, at render time.
     ({"prometheus": {"bearerTokenSecret": "a", "basicAuthSecret": "b"}}, "both set"),
     ({"api": {"tokensSecret": ""}}, "api.tokensSecret is empty"),
+    ({"replicas": 2, "leaderElection": {"enabled": False}}, "enable leader election or keep one replica"),
+    ({"leaderElection": {"leaseDuration": "1.5s"}}, "at '/leaderElection/leaseDuration'"),
+    ({"leaderElection": {"enable": True}}, "additional properties 'enable' not allowed"),
 ]
 
 

@@ -44,6 +44,9 @@ fix.
 {{- if and .Values.prometheus.bearerTokenSecret .Values.prometheus.basicAuthSecret -}}
 {{- fail "prometheus.bearerTokenSecret and prometheus.basicAuthSecret are both set: Prometheus takes one kind of credential, keep one" -}}
 {{- end -}}
+{{- if and (gt (int .Values.replicas) 1) (not .Values.leaderElection.enabled) -}}
+{{- fail "replicas is more than 1 with leaderElection.enabled=false: every replica would reconcile every Rollout; enable leader election or keep one replica" -}}
+{{- end -}}
 {{- if and (not .Values.api.insecure) (not .Values.api.tokensSecret) -}}
 {{- fail "api.tokensSecret is empty: name the Secret holding tokens.yaml, or set api.insecure=true to serve the API without authentication" -}}
 {{- end -}}
@@ -76,6 +79,13 @@ listen addresses are not values.
 {{- end }}
 {{- if .Values.prometheus.basicAuthSecret }}
 - --prometheus-basic-auth-file=/etc/sluice/prometheus/basic-auth
+{{- end }}
+{{- if .Values.leaderElection.enabled }}
+- {{ printf "--leader-elect-lease-duration=%s" .Values.leaderElection.leaseDuration | quote }}
+- {{ printf "--leader-elect-renew-deadline=%s" .Values.leaderElection.renewDeadline | quote }}
+- {{ printf "--leader-elect-retry-period=%s" .Values.leaderElection.retryPeriod | quote }}
+{{- else }}
+- --leader-elect=false
 {{- end }}
 {{- range .Values.extraArgs }}
 - {{ . | quote }}
