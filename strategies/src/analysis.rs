@@ -132,6 +132,10 @@ fn traffic_gate(min_requests: u64, requests: &Reading) -> Gate {
         Reading::Value(n) if n.is_nan() => Gate::TooLittle(format!(
             "no data for candidate requests (minRequests {min_requests})"
         )),
+        Reading::Value(n) if n.is_infinite() => Gate::Failed(format!(
+            "the candidate request count query answered {}, which is no count",
+            format_number(*n)
+        )),
         Reading::NoData => Gate::TooLittle(format!(
             "no data for candidate requests (minRequests {min_requests})"
         )),
@@ -147,7 +151,7 @@ fn traffic_gate(min_requests: u64, requests: &Reading) -> Gate {
 fn judge_metric(metric: &MetricPlan, reading: Option<&Reading>, gate: &Gate) -> MetricJudgement {
     let bound = bound_text(metric);
     let value = match reading {
-        Some(Reading::Value(v)) if !v.is_nan() => Some(*v),
+        Some(Reading::Value(v)) if v.is_finite() => Some(*v),
         _ => None,
     };
     let (verdict, reason) = match (reading, gate) {
@@ -159,6 +163,15 @@ fn judge_metric(metric: &MetricPlan, reading: Option<&Reading>, gate: &Gate) -> 
         (Some(Reading::Value(v)), _) if v.is_nan() => {
             (Verdict::Inconclusive, Some("no data (NaN)".to_string()))
         }
+        // Not a measurement but a query that divided by zero or overflowed: judged against a max
+        // -Inf would pass, against a min +Inf would.
+        (Some(Reading::Value(v)), _) if v.is_infinite() => (
+            Verdict::Error,
+            Some(format!(
+                "the query answered {}, which is no measurement (a division by zero?)",
+                format_number(*v)
+            )),
+        ),
         (Some(Reading::Value(v)), _) => {
             let unit = metric.unit.as_str();
             if let Some(max) = metric.max.filter(|max| *v > *max) {
@@ -225,7 +238,7 @@ pub fn judge_check(
         Verdict::Pass
     };
     let requests = match requests {
-        Reading::Value(n) if !n.is_nan() => Some(*n),
+        Reading::Value(n) if n.is_finite() => Some(*n),
         _ => None,
     };
     let reason = match gate {

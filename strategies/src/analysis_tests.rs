@@ -65,15 +65,51 @@ fn a_crossed_bound_fails() {
     );
     let at_bound = judge_check(&plan(), &Value(800.0), &readings(Value(1.0), Value(500.0)));
     assert_eq!(at_bound.verdict, Verdict::Pass, "the bound itself passes");
-    let slow = judge_check(
-        &plan(),
+}
+
+#[test]
+fn an_infinite_answer_is_an_error_never_a_pass_whatever_the_bound() {
+    for infinite in [f64::INFINITY, f64::NEG_INFINITY] {
+        let outcome = judge_check(
+            &plan(),
+            &Value(800.0),
+            &readings(Value(0.0), Value(infinite)),
+        );
+        assert_eq!(outcome.verdict, Verdict::Error, "{infinite}");
+        let latency = &outcome.metrics[1];
+        assert_eq!((latency.verdict, latency.value), (Verdict::Error, None));
+        assert!(
+            latency
+                .reason
+                .as_deref()
+                .is_some_and(|r| r.contains("Inf, which is no measurement")),
+            "{:?}",
+            latency.reason
+        );
+    }
+    // Against a min, +Inf would have passed.
+    let mut floor = plan();
+    floor.metrics[0].max = None;
+    floor.metrics[0].min = Some(99.0);
+    let outcome = judge_check(
+        &floor,
         &Value(800.0),
-        &readings(Value(0.0), Value(f64::INFINITY)),
+        &readings(Value(f64::INFINITY), Value(1.0)),
     );
-    assert_eq!(
-        slow.verdict,
-        Verdict::Fail,
-        "+Inf from histogram_quantile is beyond any max"
+    assert_eq!(outcome.metrics[0].verdict, Verdict::Error);
+    // A request count of +Inf opens no gate: the whole check is an error.
+    let counted = judge_check(
+        &plan(),
+        &Value(f64::INFINITY),
+        &readings(Value(0.0), Value(1.0)),
+    );
+    assert_eq!(counted.verdict, Verdict::Error);
+    assert_eq!(counted.requests, None);
+    assert!(
+        counted
+            .reason
+            .as_deref()
+            .is_some_and(|r| r.contains("+Inf, which is no count"))
     );
 }
 
