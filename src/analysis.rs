@@ -66,6 +66,84 @@ impl PrometheusAuth {
     }
 }
 
+/// How sluice's connection to an https:// Prometheus is verified and how it identifies itself: the
+/// `tls_config` of Prometheus's own scrape configuration. The files are read once, at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrometheusTls {
+    /// PEM certificates of the CAs that sign Prometheus's certificate, trusted instead of the
+    /// system's (as Prometheus's `ca_file`).
+    pub ca_file: Option<std::path::PathBuf>,
+    /// A PEM client certificate and its key, for a Prometheus that asks for one (mutual TLS).
+    pub client_cert_file: Option<std::path::PathBuf>,
+    pub client_key_file: Option<std::path::PathBuf>,
+    /// Accept any certificate (`insecure_skip_verify`): for a trial, never for production.
+    pub insecure_skip_verify: bool,
+}
+
+impl PrometheusTls {
+    fn is_default(&self) -> bool {
+        *self == PrometheusTls::default()
+    }
+
+    /// A client with these settings, bounded by `timeout`.
+    fn client(&self, timeout: Duration) -> Result<reqwest::Client, AnalysisError> {
+        let read = |what: &'static str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|source| AnalysisError::Tls {
+                what,
+                path: path.to_path_buf(),
+                source: Box::new(source),
+            })
+        };
+        let refused = |what: &'static str, path: &std::path::Path| {
+            let path = path.to_path_buf();
+            move |source: reqwest::Error| AnalysisError::Tls {
+                what,
+                path,
+                source: Box::new(source),
+            }
+        };
+        let mut builder = reqwest::Client::builder().connect_timeout(timeout);
+        if let Some(path) = &self.ca_file {
+            let certs = reqwest::Certificate::from_pem_bundle(&read("CA file", path)?)
+                .map_err(refused("CA file", path))?;
+            if certs.is_empty() {
+                return Err(AnalysisError::Tls {
+                    what: "CA file",
+                    path: path.clone(),
+                    source: "it holds no PEM certificate".into(),
+                });
+            }
+            builder = builder.tls_certs_only(certs);
+        }
+        match (&self.client_cert_file, &self.client_key_file) {
+            (Some(cert), Some(key)) => {
+                let mut pem = read("client certificate", cert)?;
+                pem.push(b'\n');
+                pem.extend(read("client key", key)?);
+                let identity = reqwest::Identity::from_pem(&pem)
+                    .map_err(refused("client certificate", cert))?;
+                builder = builder.identity(identity);
+            }
+            (None, None) => {}
+            (Some(path), None) | (None, Some(path)) => {
+                return Err(AnalysisError::Tls {
+                    what: "client certificate",
+                    path: path.clone(),
+                    source: "a client certificate needs its key, and a key its certificate".into(),
+                });
+            }
+        }
+        if self.insecure_skip_verify {
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        builder.build().map_err(|source| AnalysisError::Tls {
+            what: "TLS configuration",
+            path: self.ca_file.clone().unwrap_or_default(),
+            source: Box::new(source),
+        })
+    }
+}
+
 /// Standard base64 with padding (RFC 4648), for a Basic credential.
 fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -123,12 +201,28 @@ pub enum AnalysisError {
         /// What is wrong with it.
         source: Box<dyn StdError + Send + Sync + 'static>,
     },
+    /// A TLS file for Prometheus is missing or unusable.
+    #[error("Prometheus TLS: the {what} {path:?} is unusable: {source}")]
+    Tls {
+        what: &'static str,
+        path: std::path::PathBuf,
+        source: Box<dyn StdError + Send + Sync + 'static>,
+    },
 }
 
 impl Analyst {
     /// An analyst for the Prometheus at `prometheus_url` (e.g. `http://prometheus:9090`, or with
     /// a path prefix such as `http://gateway/prometheus`), bounding every query by `timeout`.
     pub fn new(prometheus_url: &str, timeout: Duration) -> Result<Analyst, AnalysisError> {
+        Self::with_tls(prometheus_url, timeout, &PrometheusTls::default())
+    }
+
+    /// As [`Analyst::new`], its connections verified and identified as `tls` says.
+    pub fn with_tls(
+        prometheus_url: &str,
+        timeout: Duration,
+        tls: &PrometheusTls,
+    ) -> Result<Analyst, AnalysisError> {
         let invalid = |source: Box<dyn StdError + Send + Sync>| AnalysisError::InvalidUrl {
             url: prometheus_url.to_string(),
             source,
@@ -136,7 +230,12 @@ impl Analyst {
         // The client appends `/api/v1/query` after a `/`, so a trailing slash on a path prefix
         // would become `//api/...`, which a route prefix does not match.
         let trimmed = prometheus_url.trim().trim_end_matches('/');
-        let client = prometheus_http_query::Client::from_str(trimmed).map_err(|e| match e {
+        let client = if tls.is_default() {
+            prometheus_http_query::Client::from_str(trimmed)
+        } else {
+            prometheus_http_query::Client::from(tls.client(timeout)?, trimmed)
+        };
+        let client = client.map_err(|e| match e {
             // The URL parser's own error says what is wrong; the wrapper only says "invalid".
             PromError::ParseUrl(e) => invalid(Box::new(*e.inner())),
             other => invalid(Box::new(other)),

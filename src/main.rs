@@ -53,6 +53,27 @@ struct ControllerArgs {
         conflicts_with = "prometheus_bearer_token_file"
     )]
     prometheus_basic_auth_file: Option<std::path::PathBuf>,
+    /// PEM certificates of the CAs that sign an https:// Prometheus's certificate, trusted
+    /// instead of the system's (read at start).
+    #[arg(long, env = "SLUICE_PROMETHEUS_CA_FILE")]
+    prometheus_ca_file: Option<std::path::PathBuf>,
+    /// A PEM client certificate for a Prometheus that asks for one (with --prometheus-key-file).
+    #[arg(
+        long,
+        env = "SLUICE_PROMETHEUS_CERT_FILE",
+        requires = "prometheus_key_file"
+    )]
+    prometheus_cert_file: Option<std::path::PathBuf>,
+    /// The PEM key of --prometheus-cert-file.
+    #[arg(
+        long,
+        env = "SLUICE_PROMETHEUS_KEY_FILE",
+        requires = "prometheus_cert_file"
+    )]
+    prometheus_key_file: Option<std::path::PathBuf>,
+    /// Accept any certificate from Prometheus: for a trial, never for production.
+    #[arg(long)]
+    prometheus_insecure_skip_verify: bool,
     /// The class of the ingress-nginx that serves sluice's canary annotations: a Rollout on an
     /// Ingress of another class is reported invalid (default: any class).
     #[arg(long, env = "SLUICE_INGRESS_CLASS")]
@@ -134,6 +155,7 @@ impl ElectionArgs {
         self,
         identity: String,
         client: &kube::Client,
+        elector_client: kube::Client,
         namespaces: &[String],
         shard_selector: Option<&str>,
     ) -> anyhow::Result<Option<sluice::leader::Election>> {
@@ -155,6 +177,7 @@ impl ElectionArgs {
             }),
             identity,
             timing,
+            client: Some(elector_client),
         }))
     }
 }
@@ -200,6 +223,10 @@ async fn main() -> anyhow::Result<ExitCode> {
                 query_timeout,
                 prometheus_bearer_token_file,
                 prometheus_basic_auth_file,
+                prometheus_ca_file,
+                prometheus_cert_file,
+                prometheus_key_file,
+                prometheus_insecure_skip_verify,
                 ingress_class,
                 mut namespaces,
                 shard_selector,
@@ -229,6 +256,12 @@ async fn main() -> anyhow::Result<ExitCode> {
                     .map(sluice::analysis::PrometheusAuth::BearerTokenFile)
                     .or(prometheus_basic_auth_file
                         .map(sluice::analysis::PrometheusAuth::BasicAuthFile));
+            config.prometheus_tls = sluice::analysis::PrometheusTls {
+                ca_file: prometheus_ca_file,
+                client_cert_file: prometheus_cert_file,
+                client_key_file: prometheus_key_file,
+                insecure_skip_verify: prometheus_insecure_skip_verify,
+            };
             let kubeconfig = kube::Config::infer()
                 .await
                 .context("reading the cluster's configuration (kubeconfig or in-cluster)")?;
@@ -244,12 +277,16 @@ async fn main() -> anyhow::Result<ExitCode> {
                 .leader_elect_identity
                 .clone()
                 .unwrap_or_else(sluice::leader::Election::default_identity);
+            let elector_client =
+                sluice::metrics::election_client(kubeconfig.clone(), &config.metrics, &identity)
+                    .context("connecting to the cluster")?;
             let client =
                 sluice::metrics::metered_client(kubeconfig, &config.metrics, limits, &identity)
                     .context("connecting to the cluster")?;
             config.election = election.election(
                 identity,
                 &client,
+                elector_client,
                 &namespaces,
                 config.shard_selector.as_deref(),
             )?;

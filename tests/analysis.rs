@@ -518,3 +518,219 @@ async fn every_query_carries_the_credential_its_file_holds_now() {
     assert_eq!(passed.verdict, Verdict::Pass, "{passed:#?}");
     std::fs::remove_file(&file).expect("removed");
 }
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate it signed, made by the
+/// openssl command (scripts/ensure-deps installs it), in `dir`.
+fn certificates(dir: &std::path::Path) {
+    let openssl = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .expect("openssl runs (scripts/ensure-deps installs it)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.crt",
+                "-subj",
+                "/CN=sluice test CA",
+                "-days",
+                "1",
+            ],
+        ]
+        .concat(),
+    );
+    for (name, usage) in [
+        ("server", "serverAuth\nsubjectAltName=IP:127.0.0.1"),
+        ("client", "clientAuth"),
+    ] {
+        std::fs::write(
+            dir.join(format!("{name}.ext")),
+            format!(
+                "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage={usage}\n"
+            ),
+        )
+        .expect("written");
+        let (key, csr, crt, ext) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+            format!("{name}.ext"),
+        );
+        openssl(
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    &key,
+                    "-out",
+                    &csr,
+                    "-subj",
+                    &format!("/CN={name}"),
+                ],
+            ]
+            .concat(),
+        );
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            &crt,
+            "-days",
+            "1",
+            "-extfile",
+            &ext,
+        ]);
+    }
+}
+
+/// The real Prometheus serving https on 127.0.0.1 with the server certificate, asking every
+/// client for a certificate signed by the CA; killed when dropped.
+async fn tls_prometheus(dir: &std::path::Path) -> (tokio::process::Child, String) {
+    let binary = sluice_sandbox::prometheus::find_binary()
+        .expect("Prometheus is installed (scripts/ensure-deps)");
+    std::fs::write(dir.join("prometheus.yml"), "global: {}\n").expect("written");
+    std::fs::write(
+        dir.join("web.yml"),
+        "tls_server_config:\n  cert_file: server.crt\n  key_file: server.key\n  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n",
+    )
+    .expect("written");
+    let port = unused_port();
+    let child = tokio::process::Command::new(binary)
+        .current_dir(dir)
+        .args([
+            "--config.file=prometheus.yml",
+            "--web.config.file=web.yml",
+            "--storage.tsdb.path=data",
+            "--log.level=warn",
+        ])
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("prometheus.log")).expect("log"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("Prometheus starts");
+    (child, format!("https://127.0.0.1:{port}"))
+}
+
+#[tokio::test]
+async fn an_https_prometheus_is_trusted_by_its_ca_and_shown_the_client_certificate() {
+    use sluice::analysis::PrometheusTls;
+    let dir = std::env::temp_dir().join(format!("sluice-prometheus-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    certificates(&dir);
+    let (_prometheus, url) = tls_prometheus(&dir).await;
+    let trusted = PrometheusTls {
+        ca_file: Some(dir.join("ca.crt")),
+        client_cert_file: Some(dir.join("client.crt")),
+        client_key_file: Some(dir.join("client.key")),
+        insecure_skip_verify: false,
+    };
+    let one = plan(0, json!([{"name": "one", "query": "vector(1)", "max": 10}]));
+    let check = |tls: PrometheusTls| {
+        let (url, one) = (url.clone(), one.clone());
+        async move {
+            let analyst = Analyst::with_tls(&url, TIMEOUT, &tls).expect("an analyst");
+            analyst.check(&one, &vars()).await
+        }
+    };
+    // Until Prometheus listens: the trusted client passes.
+    let started = Instant::now();
+    let passed = loop {
+        let outcome = check(trusted.clone()).await;
+        if outcome.verdict == Verdict::Pass || started.elapsed() > Duration::from_secs(30) {
+            break outcome;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(passed.verdict, Verdict::Pass, "{passed:#?}");
+    assert_eq!(metric(&passed, "one").value, Some(1.0));
+
+    // The system's roots do not know the test CA.
+    let untrusted = check(PrometheusTls {
+        ca_file: None,
+        ..trusted.clone()
+    })
+    .await;
+    assert_eq!(untrusted.verdict, Verdict::Error, "{untrusted:#?}");
+    let why = reason(metric(&untrusted, "one")).to_lowercase();
+    assert!(
+        why.contains("certificate") || why.contains("issuer"),
+        "reason: {why}"
+    );
+    // Without a client certificate Prometheus ends the handshake.
+    let anonymous = check(PrometheusTls {
+        client_cert_file: None,
+        client_key_file: None,
+        ..trusted.clone()
+    })
+    .await;
+    assert_eq!(anonymous.verdict, Verdict::Error, "{anonymous:#?}");
+    let refused = reason(metric(&anonymous, "one"));
+    assert!(refused.contains("BadCertificate"), "reason: {refused}");
+    println!("without a CA: {why}\nwithout a client certificate: {refused}");
+    // Skipping verification trusts the unknown CA (and still shows the certificate).
+    let skipping = check(PrometheusTls {
+        ca_file: None,
+        insecure_skip_verify: true,
+        ..trusted.clone()
+    })
+    .await;
+    assert_eq!(skipping.verdict, Verdict::Pass, "{skipping:#?}");
+
+    // Unusable files stop the start, naming the file.
+    let missing = PrometheusTls {
+        ca_file: Some(dir.join("nowhere.crt")),
+        ..trusted.clone()
+    };
+    let error = Analyst::with_tls(&url, TIMEOUT, &missing)
+        .expect_err("no CA file")
+        .to_string();
+    assert!(
+        error.contains("CA file") && error.contains("nowhere.crt"),
+        "{error}"
+    );
+    let keyless = PrometheusTls {
+        client_key_file: None,
+        ..trusted.clone()
+    };
+    let error = Analyst::with_tls(&url, TIMEOUT, &keyless)
+        .expect_err("no key")
+        .to_string();
+    assert!(error.contains("needs its key"), "{error}");
+    let not_pem = PrometheusTls {
+        ca_file: Some(dir.join("web.yml")),
+        ..trusted
+    };
+    let error = Analyst::with_tls(&url, TIMEOUT, &not_pem)
+        .expect_err("not PEM")
+        .to_string();
+    assert!(error.contains("web.yml"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -47,6 +47,8 @@ pub struct ControllerConfig {
     pub query_timeout: Duration,
     /// The credential Prometheus wants, if any.
     pub prometheus_auth: Option<crate::analysis::PrometheusAuth>,
+    /// How an https:// Prometheus is verified, and the client certificate it may want.
+    pub prometheus_tls: crate::analysis::PrometheusTls,
     /// The class of the ingress-nginx whose canary annotations sluice writes (`--ingress-class`):
     /// a Rollout on an Ingress of another class is invalid. None: any class.
     pub ingress_class: Option<String>,
@@ -71,6 +73,7 @@ impl ControllerConfig {
             prometheus_url: prometheus_url.into(),
             query_timeout: Duration::from_secs(5),
             prometheus_auth: None,
+            prometheus_tls: crate::analysis::PrometheusTls::default(),
             ingress_class: None,
             scope: Scope::AllNamespaces,
             shard_selector: None,
@@ -220,9 +223,13 @@ pub async fn run(
         None => (crate::leader::Leadership::unelected(), client.clone()),
     };
     let metrics = config.metrics.clone();
-    let analyst = Analyst::new(&config.prometheus_url, config.query_timeout)?
-        .authenticated_by(config.prometheus_auth.clone())
-        .observed_by(metrics.clone());
+    let analyst = Analyst::with_tls(
+        &config.prometheus_url,
+        config.query_timeout,
+        &config.prometheus_tls,
+    )?
+    .authenticated_by(config.prometheus_auth.clone())
+    .observed_by(metrics.clone());
     let index = Arc::new(index::Index::default());
     let scopes: Vec<ScopeWatches> = config
         .scope

@@ -1,7 +1,8 @@
 //! The one gate every write of the controller passes: a kube client that refuses to send a
 //! request that changes the cluster while this replica does not lead. Reads go through, so a
 //! follower keeps its caches and serves the read-only API; a reconcile that began in a term which
-//! ends meanwhile has its remaining writes refused instead of racing the next leader's.
+//! ends meanwhile has its remaining writes refused instead of racing the next leader's, and a write
+//! let through is bounded by what is left of the term.
 
 use std::future::{Future, Ready};
 use std::pin::Pin;
@@ -60,16 +61,27 @@ impl Service<Request<Body>> for Fence {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        if writes(request.method()) && !self.leadership.is_leading() {
-            let refused = NotLeading {
-                lease: self.lease.clone(),
-            };
-            return Either::Left(std::future::ready(Err(kube::Error::Service(Box::new(
-                refused,
-            )))));
-        }
         let client = self.client.clone();
-        Either::Right(Box::pin(async move { client.send(request).await }))
+        let left = match self.leadership.time_left() {
+            Some(left) if writes(request.method()) => left,
+            _ => return Either::Right(Box::pin(async move { client.send(request).await })),
+        };
+        let refused = || {
+            kube::Error::Service(Box::new(NotLeading {
+                lease: self.lease.clone(),
+            }))
+        };
+        if left.is_zero() {
+            return Either::Left(std::future::ready(Err(refused())));
+        }
+        // A write let through may wait in the client's queue and its rate limit: one still there
+        // when the term ends is dropped unsent.
+        let refused = refused();
+        Either::Right(Box::pin(async move {
+            tokio::time::timeout(left, client.send(request))
+                .await
+                .unwrap_or(Err(refused))
+        }))
     }
 }
 

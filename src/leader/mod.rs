@@ -18,14 +18,31 @@ use sluice_strategies::lease::{self, Attempt, Claim, LeaseRead, Observation, Tim
 use tokio::sync::watch;
 
 /// Which Lease, held under which name, with which times.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Election {
     pub namespace: String,
     pub lease: String,
     /// Unique among the candidates: the pod's name and a random suffix.
     pub identity: String,
     pub timing: Timing,
+    /// The elector's own client ([`crate::metrics::election_client`]); None: the controller's.
+    pub client: Option<Client>,
 }
+
+impl std::fmt::Debug for Election {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Election")
+            .field("namespace", &self.namespace)
+            .field("lease", &self.lease)
+            .field("identity", &self.identity)
+            .field("timing", &self.timing)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most a stopping leader waits to release its Lease: with the reconciles' grace, a stop
+/// takes under 10 s whatever the retry period.
+const RELEASE_BUDGET: Duration = Duration::from_secs(2);
 
 impl Election {
     /// The Lease's name for the controller's scope, see [`lease::lease_name`].
@@ -100,7 +117,24 @@ impl Leadership {
         self.0.terms.subscribe()
     }
 
+    /// How long this replica may still write; None: always (no election).
+    pub fn time_left(&self) -> Option<Duration> {
+        if !self.0.elected {
+            return None;
+        }
+        let until = *self.0.until.borrow();
+        Some(until.map_or(Duration::ZERO, |until| {
+            until.saturating_duration_since(Instant::now())
+        }))
+    }
+
     fn lead_until(&self, until: Instant) {
+        // A term that ended before it could be published (a renewal that took its whole
+        // deadline) begins nothing.
+        if until <= Instant::now() {
+            self.step_down();
+            return;
+        }
         let began = !self.is_leading();
         self.0.until.send_replace(Some(until));
         if began {
@@ -122,6 +156,7 @@ pub async fn elect(
     leadership: Leadership,
     mut stop: watch::Receiver<bool>,
 ) {
+    let client = election.client.clone().unwrap_or(client);
     let api: Api<Lease> = Api::namespaced(client, &election.namespace);
     // The Lease's changes as they happen: a follower times the holder's lease from the renewal
     // itself, not from its next read of it, and tries at once when the holder releases it.
@@ -234,6 +269,10 @@ impl Elector {
     /// Records a change of the Lease seen on its watch; whether to try now (a follower that
     /// sees it released).
     fn noticed(&mut self, changed: Lease) -> bool {
+        // The leader knows its Lease from its own writes; a late event could only make it older.
+        if self.leadership.is_leading() {
+            return false;
+        }
         let now = self.epoch.elapsed();
         self.seen = Some(lease::observe(self.seen.as_ref(), read_of(&changed), now));
         self.latest = Some(changed);
@@ -246,8 +285,10 @@ impl Elector {
     }
 
     async fn try_once(&mut self) -> Result<Tried, kube::Error> {
-        let now = self.epoch.elapsed();
         let read = self.api.get_opt(&self.election.lease).await?;
+        // Seen when the answer came, as in client-go: a record that changed while the read was
+        // on its way is timed from its arrival, never from before it.
+        let now = self.epoch.elapsed();
         self.seen = read
             .as_ref()
             .map(|l| lease::observe(self.seen.as_ref(), read_of(l), now));
@@ -288,24 +329,34 @@ impl Elector {
     async fn release(&mut self, lease: &str) {
         let was_leading = self.leadership.is_leading();
         self.leadership.step_down();
-        let (Some(seen), Some(latest)) = (self.seen.as_ref(), self.latest.as_ref()) else {
-            return;
-        };
-        if !was_leading || seen.holder.as_deref() != Some(self.election.identity.as_str()) {
+        if !was_leading {
             return;
         }
-        let body = lease_body(&self.election, Some(latest), &lease::release(seen));
-        let released = tokio::time::timeout(
-            self.election.timing.retry_period,
-            self.api
-                .replace(&self.election.lease, &PostParams::default(), &body),
-        )
-        .await;
-        match released {
-            Ok(Ok(_)) => tracing::info!(%lease, "lease released"),
+        match tokio::time::timeout(RELEASE_BUDGET, self.clear_holder()).await {
+            Ok(Ok(true)) => tracing::info!(%lease, "lease released"),
+            Ok(Ok(false)) => {
+                tracing::info!(%lease, "the lease has another holder: nothing to release")
+            }
             Ok(Err(error)) => tracing::warn!(%lease, %error, "cannot release the lease"),
             Err(_) => tracing::warn!(%lease, "the lease's release got no answer in time"),
         }
+    }
+
+    /// Reads the Lease again (the last answer may be older than the last write), and clears the
+    /// holder if it is still this replica.
+    async fn clear_holder(&mut self) -> Result<bool, kube::Error> {
+        let Some(current) = self.api.get_opt(&self.election.lease).await? else {
+            return Ok(false);
+        };
+        let seen = lease::observe(None, read_of(&current), self.epoch.elapsed());
+        if seen.holder.as_deref() != Some(self.election.identity.as_str()) {
+            return Ok(false);
+        }
+        let body = lease_body(&self.election, Some(&current), &lease::release(&seen));
+        self.api
+            .replace(&self.election.lease, &PostParams::default(), &body)
+            .await?;
+        Ok(true)
     }
 }
 
@@ -358,4 +409,63 @@ fn lease_body(election: &Election, current: Option<&Lease>, claim: &Claim) -> Le
         ..previous
     });
     lease
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_an_election_a_replica_always_leads_with_no_bound() {
+        let always = Leadership::unelected();
+        assert!(always.is_leading() && !always.is_elected());
+        assert_eq!(always.time_left(), None);
+    }
+
+    #[test]
+    fn a_term_lasts_until_its_end_and_counts_once() {
+        let leadership = Leadership::elected();
+        let terms = leadership.terms();
+        assert!(!leadership.is_leading());
+        assert_eq!(leadership.time_left(), Some(Duration::ZERO));
+        leadership.lead_until(Instant::now() + Duration::from_secs(60));
+        assert!(leadership.is_leading());
+        assert!(
+            leadership
+                .time_left()
+                .is_some_and(|left| left > Duration::from_secs(59))
+        );
+        // A renewal extends the term: no new term.
+        leadership.lead_until(Instant::now() + Duration::from_secs(90));
+        assert_eq!(*terms.borrow(), 1);
+        leadership.step_down();
+        assert!(!leadership.is_leading());
+        assert_eq!(leadership.time_left(), Some(Duration::ZERO));
+        leadership.lead_until(Instant::now() + Duration::from_secs(60));
+        assert_eq!(*terms.borrow(), 2, "leading again is a new term");
+    }
+
+    #[test]
+    fn a_term_over_before_it_was_published_begins_nothing() {
+        let leadership = Leadership::elected();
+        let terms = leadership.terms();
+        leadership.lead_until(Instant::now() + Duration::from_secs(60));
+        leadership.lead_until(Instant::now() - Duration::from_millis(1));
+        assert!(!leadership.is_leading(), "the stale end stops the term");
+        assert_eq!(*terms.borrow(), 1);
+    }
+
+    #[test]
+    fn each_candidate_has_its_own_identity() {
+        let (a, b) = (Election::default_identity(), Election::default_identity());
+        assert_ne!(a, b);
+        assert!(a.contains('_'), "{a}");
+        assert_eq!(Election::lease_name(&[], None), "sluice");
+        let shard = Election::lease_name(&[], Some("sluice.dev/shard=a"));
+        assert!(
+            shard.starts_with("sluice-") && shard.len() == "sluice-".len() + 10,
+            "{shard}"
+        );
+        assert_ne!(shard, Election::lease_name(&[], Some("sluice.dev/shard=b")));
+    }
 }

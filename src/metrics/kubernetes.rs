@@ -25,13 +25,23 @@ pub fn metered_client(
     limits: crate::throttle::ApiLimits,
     identity: &str,
 ) -> Result<kube::Client, kube::Error> {
-    let layer = MeteredLayer {
-        metrics: metrics.clone(),
-        user_agent: user_agent(identity),
-    };
     Ok(kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&layer)
+        .with_layer(&MeteredLayer::new(metrics, identity))
         .with_layer(&crate::throttle::ThrottleLayer { limits })
+        .build())
+}
+
+/// A kube client for the leader election alone: counted like the others, but never queued behind
+/// the controller's requests in their client-side limits (client-go's leader election has its own
+/// client for the same reason), so that a burst of reconciles cannot make the leader miss its
+/// renewal.
+pub fn election_client(
+    config: kube::Config,
+    metrics: &Arc<Metrics>,
+    identity: &str,
+) -> Result<kube::Client, kube::Error> {
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&MeteredLayer::new(metrics, identity))
         .build())
 }
 
@@ -138,6 +148,15 @@ pub fn request_kind(
 pub struct MeteredLayer {
     metrics: Arc<Metrics>,
     user_agent: http::HeaderValue,
+}
+
+impl MeteredLayer {
+    fn new(metrics: &Arc<Metrics>, identity: &str) -> Self {
+        MeteredLayer {
+            metrics: metrics.clone(),
+            user_agent: user_agent(identity),
+        }
+    }
 }
 
 impl<S> Layer<S> for MeteredLayer {

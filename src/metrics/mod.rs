@@ -8,7 +8,7 @@ mod kubernetes;
 mod process;
 mod rollouts;
 
-pub use kubernetes::{RequestKind, WRITE_VERBS, metered_client, request_kind};
+pub use kubernetes::{RequestKind, WRITE_VERBS, election_client, metered_client, request_kind};
 
 use std::sync::Arc;
 use std::sync::Mutex;

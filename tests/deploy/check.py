@@ -226,6 +226,18 @@ def check_default(r: Report, objects: list[dict]) -> None:
 def check_other(r: Report, objects: list[dict]) -> None:
     _, c = container(objects)
     r.expect("--prometheus-bearer-token-file=/etc/sluice/prometheus/token" in c["args"], "bearer token file flag")
+    tls_flags = ["--prometheus-ca-file=/etc/sluice/prometheus/ca.crt",
+                 "--prometheus-cert-file=/etc/sluice/prometheus/tls.crt",
+                 "--prometheus-key-file=/etc/sluice/prometheus/tls.key"]
+    r.expect(all(f in c["args"] for f in tls_flags), "prometheus.tls: CA, client certificate and key flags")
+    pod, _ = container(objects)
+    (prometheus,) = [v for v in pod["volumes"] if v["name"] == "prometheus-auth"] or [{}]
+    mounted = {(s["secret"]["name"], i["key"], i["path"])
+               for s in prometheus.get("projected", {}).get("sources", []) for i in s["secret"]["items"]}
+    r.expect(mounted == {("sluice-prometheus", "token", "token"), ("prometheus-ca", "ca.crt", "ca.crt"),
+                         ("sluice-prometheus-client", "tls.crt", "tls.crt"),
+                         ("sluice-prometheus-client", "tls.key", "tls.key")},
+             f"the token, the CA and the client certificate in /etc/sluice/prometheus, got {sorted(mounted)}")
     r.expect(c["args"][-1] == "--api-rate-limit=50", "extraArgs last")
     r.expect("--namespaces=erp-system,shop" in c["args"], "watchNamespaces: --namespaces=erp-system,shop")
     r.expect("--shard-selector=sluice.dev/shard=a" in c["args"], "shardSelector: --shard-selector=sluice.dev/shard=a")
@@ -374,6 +386,7 @@ BAD_VALUES = [
     ({"extraArgs": ["-v"]}, "at '/extraArgs/0'"),
     ({"networkPolicy": {"apiServer": {"port": [443]}}}, "additional properties 'port' not allowed"),
     # Rules across two values: the chart's own `fail`, at render time.
+    ({"prometheus": {"tls": {"caFile": "/ca.crt"}}}, "additional properties 'caFile' not allowed"),
     ({"prometheus": {"bearerTokenSecret": "a", "basicAuthSecret": "b"}}, "both set"),
     ({"api": {"tokensSecret": ""}}, "api.tokensSecret is empty"),
     ({"replicas": 2, "leaderElection": {"enabled": False}}, "enable leader election or keep one replica"),

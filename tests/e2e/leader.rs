@@ -102,10 +102,10 @@ async fn start(env: &Env, identity: &'static str) -> Controller {
     }
 }
 
-/// The Lease's holder, if any.
+/// The Lease's holder, if any (a read that fails fails the test).
 async fn holder(env: &Env) -> Option<String> {
     let leases: Api<Lease> = Api::namespaced(env.client.clone(), "default");
-    let lease = leases.get_opt("sluice").await.ok()??;
+    let lease = leases.get_opt("sluice").await.expect("the Lease is read")?;
     lease.spec?.holder_identity.filter(|h| !h.is_empty())
 }
 
@@ -156,7 +156,11 @@ async fn of_two_controllers_only_the_leader_writes_and_a_killed_leader_is_replac
         let (mut leader, follower) = if first == "a" { (a, b) } else { (b, a) };
 
         // The follower is ready and serves reads from its caches, but writes nothing.
-        assert_eq!(get(&format!("{}/readyz", follower.probes)).await, 200);
+        let ready = format!("{}/readyz", follower.probes);
+        eventually(secs(10), "the follower ready", || async {
+            (get(&ready).await == 200).then_some(())
+        })
+        .await;
         let read = format!("{}/api/v1/namespaces/{NS}/rollouts/{APP}", follower.api);
         eventually(
             secs(10),
@@ -181,10 +185,11 @@ async fn of_two_controllers_only_the_leader_writes_and_a_killed_leader_is_replac
         assert_ne!(v2, stable);
 
         // SIGKILL: no release of the Lease, no last write.
-        let killed_at_rv = env.sandbox.store().resource_version();
         let killed = chrono::Utc::now();
         leader.child.kill().expect("killed");
         leader.child.wait().expect("reaped");
+        // Whatever the dead leader had on the wire has landed by now.
+        let killed_at_rv = env.sandbox.store().resource_version();
         eventually(secs(15), "a new leader", || async {
             holder(&env).await.filter(|h| h == follower.identity)
         })
@@ -202,15 +207,24 @@ async fn of_two_controllers_only_the_leader_writes_and_a_killed_leader_is_replac
             .find(|(at, holder)| *at > killed && holder == follower.identity)
             .map(|(at, _)| *at)
             .expect("the follower took over");
-        let after_kill = (takeover - killed).to_std().unwrap_or_default();
-        let after_renewal = (takeover - last_renewal).to_std().unwrap_or_default();
+        let after_kill = (takeover - killed)
+            .to_std()
+            .expect("the takeover after the kill");
+        let after_renewal = (takeover - last_renewal)
+            .to_std()
+            .expect("the takeover after the last renewal");
         println!(
             "takeover {after_kill:?} after the SIGKILL, {after_renewal:?} after the dead leader's \
              last renewal (lease duration {LEASE_DURATION:?})"
         );
-        // Within one lease duration of the last renewal, give or take the few requests it takes
-        // to see it lapse and write the Lease.
+        // Not before the dead leader's Lease lapsed (it may write until a renew deadline after
+        // its last renewal), and within one lease duration of it, give or take the requests it
+        // takes to see it lapse and write the Lease.
         let slack = Duration::from_millis(500);
+        assert!(
+            after_renewal >= LEASE_DURATION,
+            "took over {after_renewal:?} after the last renewal: before the Lease lapsed"
+        );
         assert!(
             after_renewal <= LEASE_DURATION + slack && after_kill <= LEASE_DURATION + slack,
             "took over {after_kill:?} after the kill, {after_renewal:?} after the last renewal"

@@ -46,7 +46,8 @@ pub struct Prometheus {
     dir: PathBuf,
 }
 
-fn find_binary() -> Option<PathBuf> {
+/// Where Debian's Prometheus is: `SANDBOX_PROMETHEUS_BIN`, else on `PATH`, else where Debian puts it.
+pub fn find_binary() -> Option<PathBuf> {
     if let Some(explicit) = std::env::var_os("SANDBOX_PROMETHEUS_BIN") {
         return Some(PathBuf::from(explicit));
     }

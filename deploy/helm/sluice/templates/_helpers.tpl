@@ -53,6 +53,15 @@ fix.
 {{- end -}}
 
 {{/*
+"true" when a Secret for Prometheus (a credential, a CA, a client certificate) is mounted.
+*/}}
+{{- define "sluice.prometheusFiles" -}}
+{{- with .Values.prometheus -}}
+{{- if or .bearerTokenSecret .basicAuthSecret .tls.caSecret .tls.clientCertSecret -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/*
 The arguments of `sluice controller`. The probes and the Services use the two fixed ports, so the
 listen addresses are not values.
 */}}
@@ -79,6 +88,16 @@ listen addresses are not values.
 {{- end }}
 {{- if .Values.prometheus.basicAuthSecret }}
 - --prometheus-basic-auth-file=/etc/sluice/prometheus/basic-auth
+{{- end }}
+{{- if .Values.prometheus.tls.caSecret }}
+- --prometheus-ca-file=/etc/sluice/prometheus/ca.crt
+{{- end }}
+{{- if .Values.prometheus.tls.clientCertSecret }}
+- --prometheus-cert-file=/etc/sluice/prometheus/tls.crt
+- --prometheus-key-file=/etc/sluice/prometheus/tls.key
+{{- end }}
+{{- if .Values.prometheus.tls.insecureSkipVerify }}
+- --prometheus-insecure-skip-verify
 {{- end }}
 {{- if .Values.leaderElection.enabled }}
 - {{ printf "--leader-elect-lease-duration=%s" .Values.leaderElection.leaseDuration | quote }}
