@@ -285,3 +285,20 @@ fn no_metrics_still_gates_on_traffic() {
         "inconclusive: 1 candidate requests < minRequests 50"
     );
 }
+
+#[test]
+fn the_bounds_themselves_pass_a_min_and_the_request_floor() {
+    // Exactly minRequests candidate requests are enough.
+    let enough = judge_check(&plan(), &Value(50.0), &readings(Value(0.5), Value(100.0)));
+    assert_eq!(enough.verdict, Verdict::Pass, "{enough:?}");
+    let short = judge_check(&plan(), &Value(49.9), &readings(Value(0.5), Value(100.0)));
+    assert_eq!(short.verdict, Verdict::Inconclusive);
+    // A value exactly at its min passes; just below fails.
+    let mut floor = plan();
+    floor.metrics[0] = metric("error-rate", "percent", None, Some(99.0));
+    let at_min = judge_check(&floor, &Value(800.0), &readings(Value(99.0), Value(100.0)));
+    assert_eq!(at_min.metrics[0].verdict, Verdict::Pass, "{at_min:?}");
+    let below = judge_check(&floor, &Value(800.0), &readings(Value(98.9), Value(100.0)));
+    assert_eq!(below.metrics[0].verdict, Verdict::Fail);
+    assert_eq!(below.metrics[0].reason.as_deref(), Some("98.9% < 99%"));
+}
