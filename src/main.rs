@@ -144,7 +144,7 @@ struct ElectionArgs {
     /// kubeconfig context's).
     #[arg(long, env = "POD_NAMESPACE")]
     leader_elect_resource_namespace: Option<String>,
-    /// This candidate's name in the Lease (default: `POD_NAME` or the host's name, and a random
+    /// This candidate's name in the Lease (default: `POD_NAME`, else the host's name and a random
     /// suffix).
     #[arg(long)]
     leader_elect_identity: Option<String>,

@@ -52,13 +52,20 @@ impl Election {
         })
     }
 
-    /// The pod's name (`POD_NAME`, else the host's name) and a random suffix, as client-go's
-    /// candidates name themselves: two processes on one host are two candidates.
+    /// The pod's name (`POD_NAME`): unique among live pods, and the same for a container the
+    /// kubelet restarts after a crash, which then takes its Lease back at once instead of waiting
+    /// out its own. Outside a pod, the host's name and a random suffix, as client-go's candidates
+    /// name themselves: two processes on one host are two candidates.
     pub fn default_identity() -> String {
-        let host = std::env::var("POD_NAME")
+        let pod = std::env::var("POD_NAME")
             .ok()
-            .or_else(|| std::fs::read_to_string("/proc/sys/kernel/hostname").ok())
+            .map(|name| name.trim().to_string());
+        if let Some(pod) = pod.filter(|name| !name.is_empty()) {
+            return pod;
+        }
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|name| name.trim().to_string())
+            .ok()
             .filter(|name| !name.is_empty())
             .unwrap_or_else(|| "sluice".to_string());
         let suffix = (crate::controller::jitter() * f64::from(u32::MAX)) as u32;

@@ -8,9 +8,7 @@
 //! request that made it, and sluice's names the candidate (`sluice/<version> (<os>/<arch>) <id>`).
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::Lease;
@@ -19,6 +17,7 @@ use serde_json::json;
 use sluice_strategies::status::Phase;
 
 use crate::harness::{APP, Env, NS, Setup, bounded, eventually, promoted, secs, status};
+use crate::process::start_controller;
 
 const V2: &str = "erp/reporting:1.1.0";
 /// Short times, so that a takeover fits in a test: as checked by the binary, 1.2 x retry <
@@ -29,78 +28,6 @@ const ELECTION_ARGS: [&str; 3] = [
     "--leader-elect-renew-deadline=3s",
     "--leader-elect-retry-period=1s",
 ];
-
-/// A controller process of the binary; killed when dropped, however the test ends.
-struct Controller {
-    identity: &'static str,
-    child: Child,
-    probes: String,
-    api: String,
-}
-
-impl Drop for Controller {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn scratch(env: &Env, name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!(
-        "sluice-leader-{}-{name}",
-        env.sandbox.api_url().replace([':', '/', '.'], "_")
-    ))
-}
-
-/// Starts candidate `identity`, waiting for the two addresses it prints.
-async fn start(env: &Env, identity: &'static str) -> Controller {
-    let kubeconfig = scratch(env, "kubeconfig");
-    std::fs::write(&kubeconfig, env.sandbox.kubeconfig()).expect("written");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args([
-            "controller",
-            "--listen=127.0.0.1:0",
-            "--api-listen=127.0.0.1:0",
-        ])
-        .arg(format!("--prometheus-url={}", env.prometheus_url))
-        .args(["--api-insecure", "--query-timeout=2"])
-        .arg(format!("--leader-elect-identity={identity}"))
-        .args(ELECTION_ARGS)
-        .env("KUBECONFIG", &kubeconfig)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(scratch(env, &format!("{identity}.log"))).expect("log"))
-        .spawn()
-        .expect("the controller starts");
-    let stdout = child.stdout.take().expect("its stdout");
-    let (lines, said) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let (probes, api) = tokio::task::spawn_blocking(move || {
-        let address = || {
-            let line = said
-                .recv_timeout(Duration::from_secs(30))
-                .unwrap_or_default();
-            line.rsplit(' ').next().unwrap_or_default().to_string()
-        };
-        (address(), address())
-    })
-    .await
-    .expect("read");
-    assert!(
-        probes.starts_with("http://127.0.0.1:"),
-        "{identity}: {probes:?}"
-    );
-    Controller {
-        identity,
-        child,
-        probes,
-        api,
-    }
-}
 
 /// The Lease's holder, if any (a read that fails fails the test).
 async fn holder(env: &Env) -> Option<String> {
@@ -149,8 +76,8 @@ async fn of_two_controllers_only_the_leader_writes_and_a_killed_leader_is_replac
     bounded(async {
         let env = Env::start(Setup::default()).await;
         env.create_rollout(APP, json!({})).await;
-        let a = start(&env, "a").await;
-        let b = start(&env, "b").await;
+        let a = start_controller(&env, "a", &ELECTION_ARGS).await;
+        let b = start_controller(&env, "b", &ELECTION_ARGS).await;
         let stable = env.wait_taken_over().await;
         let first = eventually(secs(10), "a leader", || holder(&env)).await;
         let (mut leader, follower) = if first == "a" { (a, b) } else { (b, a) };
