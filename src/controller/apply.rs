@@ -21,6 +21,7 @@ use sluice_strategies::status::Slot;
 
 use super::observe::{canary_ingress_name, canary_service_name, slot_name, template_record_name};
 use super::raw::RawDeployment;
+use super::repairs::{self, InPlace, Repair};
 use crate::crd::Rollout;
 use crate::error::{Error, kube_err};
 
@@ -44,6 +45,8 @@ pub struct Target<'a> {
     pub forgettable: &'a [std::sync::Arc<super::raw::RawControllerRevision>],
     /// The objects sluice applies, as cached: an apply they already reflect is skipped.
     pub applied: Applied<'a>,
+    /// Each object's state as last seen in place, to tell a repair from a step.
+    pub in_place: &'a InPlace,
 }
 
 /// The cached objects of the names sluice applies for a Rollout.
@@ -94,16 +97,31 @@ fn labels(rollout: &Rollout) -> Value {
 
 /// Carries out the core's writes in the order it gives them (`release::ordered_writes`): the
 /// first to fail stops the rest, and the next reconcile starts again from what was read back.
-pub async fn write(client: &kube::Client, t: &Target<'_>, writes: &[Write]) -> Result<(), Error> {
+/// Returns what the writes put back after a hand edit.
+pub async fn write(
+    client: &kube::Client,
+    t: &Target<'_>,
+    writes: &[Write],
+) -> Result<Vec<Repair>, Error> {
+    let mut repaired = Vec::new();
     for write in writes {
-        match write {
-            Write::Record(record) if !t.record_exists => create_record(client, t, record).await?,
-            Write::Record(_) => {}
+        let repair = match write {
+            Write::Record(record) if !t.record_exists => {
+                create_record(client, t, record).await?;
+                None
+            }
+            Write::Record(_) => None,
             Write::Slot(slot) => apply_slot(client, t, slot).await?,
             Write::ServiceSelector(selector) => write_service(client, t, selector).await?,
             Write::CanaryService(slot) => apply_canary_service(client, t, *slot).await?,
             Write::CanaryRoute(route) => apply_canary_ingress(client, t, route).await?,
             Write::Remove(objects) => {
+                for name in &objects.ingresses {
+                    t.in_place.forget("Ingress", t.namespace, name);
+                }
+                for name in &objects.services {
+                    t.in_place.forget("Service", t.namespace, name);
+                }
                 let (ingresses, services) = (t.owned_ingresses, t.owned_services);
                 remove_owned(
                     client,
@@ -114,9 +132,11 @@ pub async fn write(client: &kube::Client, t: &Target<'_>, writes: &[Write]) -> R
                 )
                 .await?;
                 remove_owned(client, t.namespace, services, &objects.services, "Service").await?;
+                None
             }
             Write::TargetReplicas(replicas) => {
                 scale_target(client, t.namespace, t.deployment, *replicas).await?;
+                None
             }
             Write::Forget(_) => {
                 let names: Vec<String> = t.forgettable.iter().map(|r| r.name_any()).collect();
@@ -128,10 +148,43 @@ pub async fn write(client: &kube::Client, t: &Target<'_>, writes: &[Write]) -> R
                     "ControllerRevision",
                 )
                 .await?;
+                None
             }
-        }
+        };
+        repaired.extend(repair);
     }
-    Ok(())
+    Ok(repaired)
+}
+
+/// Server-side applies `body` unless `cached` already is it; what that repaired, if anything.
+async fn apply<K>(
+    client: &kube::Client,
+    t: &Target<'_>,
+    kind: &'static str,
+    name: &str,
+    cached: Option<&K>,
+    body: &Value,
+) -> Result<Option<Repair>, Error>
+where
+    K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::Serialize
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    // Remembered once the cache shows it in place, never on our own write: a cache that has not
+    // seen the write yet would otherwise look like a hand edit.
+    if already_applied(cached, body) {
+        t.in_place
+            .seen(kind, t.namespace, name, repairs::digest(body));
+        return Ok(None);
+    }
+    let repair = repairs::of_apply(t.in_place, kind, t.namespace, name, cached, body);
+    Api::<K>::namespaced(client.clone(), t.namespace)
+        .patch(name, &apply_params(), &Patch::Apply(body))
+        .await
+        .map_err(kube_err("apply", kind, t.namespace, name))?;
+    Ok(repair)
 }
 
 /// Keeps a revision's pod template, as the user wrote it, in a ControllerRevision the Rollout owns.
@@ -163,7 +216,11 @@ async fn create_record(
     }
 }
 
-async fn apply_slot(client: &kube::Client, t: &Target<'_>, slot: &SlotSpec) -> Result<(), Error> {
+async fn apply_slot(
+    client: &kube::Client,
+    t: &Target<'_>,
+    slot: &SlotSpec,
+) -> Result<Option<Repair>, Error> {
     let name = slot_name(&t.plan.target, slot.slot);
     let user = t.deployment.spec.as_ref();
     let mut spec = json!({
@@ -196,14 +253,7 @@ async fn apply_slot(client: &kube::Client, t: &Target<'_>, slot: &SlotSpec) -> R
         Slot::Blue => t.applied.blue,
         Slot::Green => t.applied.green,
     };
-    if already_applied(cached, &body) {
-        return Ok(());
-    }
-    Api::<Deployment>::namespaced(client.clone(), t.namespace)
-        .patch(&name, &apply_params(), &Patch::Apply(&body))
-        .await
-        .map_err(kube_err("apply", "Deployment", t.namespace, &name))?;
-    Ok(())
+    apply::<RawDeployment>(client, t, "Deployment", &name, cached, &body).await
 }
 
 fn user_service_json(t: &Target<'_>) -> Option<Value> {
@@ -215,13 +265,24 @@ pub async fn write_service(
     client: &kube::Client,
     t: &Target<'_>,
     selector: &BTreeMap<String, String>,
-) -> Result<(), Error> {
+) -> Result<Option<Repair>, Error> {
     let name = &t.plan.service.name;
+    let state = serde_json::to_string(selector).unwrap_or_default();
+    let mut repair = None;
     match t.service {
         Some(service) => {
             let current = service.spec.as_ref().and_then(|s| s.selector.as_ref());
             if current == Some(selector) {
-                return Ok(());
+                t.in_place.seen("Service", t.namespace, name, &state);
+                return Ok(None);
+            }
+            // It selected what sluice wants now, and no longer does: someone changed it.
+            if t.in_place.was("Service", t.namespace, name, &state) {
+                repair = Some(Repair {
+                    kind: "Service",
+                    name: name.clone(),
+                    what: "spec.selector was changed".into(),
+                });
             }
             set_selector(client, t.namespace, name, selector).await?;
         }
@@ -242,7 +303,7 @@ pub async fn write_service(
                 .map_err(kube_err("create", "Service", t.namespace, name))?;
         }
     }
-    Ok(())
+    Ok(repair)
 }
 
 /// Replaces a Service's whole selector (a merge patch would keep keys the new selector lacks).
@@ -269,7 +330,7 @@ async fn apply_canary_service(
     client: &kube::Client,
     t: &Target<'_>,
     slot: Slot,
-) -> Result<(), Error> {
+) -> Result<Option<Repair>, Error> {
     let name = canary_service_name(&t.plan.service.name);
     let mut body = json!({
         "apiVersion": "v1",
@@ -282,23 +343,16 @@ async fn apply_canary_service(
         ),
     });
     applied::stamp(&mut body);
-    if already_applied(t.applied.canary_service, &body) {
-        return Ok(());
-    }
-    Api::<Service>::namespaced(client.clone(), t.namespace)
-        .patch(&name, &apply_params(), &Patch::Apply(&body))
-        .await
-        .map_err(kube_err("apply", "Service", t.namespace, &name))?;
-    Ok(())
+    apply(client, t, "Service", &name, t.applied.canary_service, &body).await
 }
 
 async fn apply_canary_ingress(
     client: &kube::Client,
     t: &Target<'_>,
     route: &CanaryRoute,
-) -> Result<(), Error> {
+) -> Result<Option<Repair>, Error> {
     let Some(ingress) = t.ingress else {
-        return Ok(());
+        return Ok(None);
     };
     let user = serde_json::to_value(ingress).map_err(|source| Error::Serialize {
         what: "Ingress",
@@ -314,14 +368,7 @@ async fn apply_canary_ingress(
         "spec": canary.spec,
     });
     applied::stamp(&mut body);
-    if already_applied(t.applied.canary_ingress, &body) {
-        return Ok(());
-    }
-    Api::<Ingress>::namespaced(client.clone(), t.namespace)
-        .patch(&name, &apply_params(), &Patch::Apply(&body))
-        .await
-        .map_err(kube_err("apply", "Ingress", t.namespace, &name))?;
-    Ok(())
+    apply(client, t, "Ingress", &name, t.applied.canary_ingress, &body).await
 }
 
 /// Sets `spec.replicas` of the user's Deployment, unless it has it already.

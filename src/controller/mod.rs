@@ -10,6 +10,7 @@ pub(crate) mod observe;
 mod own_writes;
 pub mod raw;
 mod reconcile;
+pub mod repairs;
 mod watches;
 pub use watches::{trim, trim_deployment};
 
@@ -119,6 +120,8 @@ pub struct Context {
     pub reconcile_permits: tokio::sync::Semaphore,
     /// Failed reconciles in a row, by Rollout: how long the next retry waits.
     pub failures: Failures,
+    /// What sluice wrote, as last seen in place: a write that puts it back is a repair.
+    pub in_place: repairs::InPlace,
 }
 
 impl Context {
@@ -263,6 +266,7 @@ pub async fn run(
         ingress_class: config.ingress_class.clone(),
         reconcile_permits: tokio::sync::Semaphore::new(usize::from(config.concurrency.max(1))),
         failures: Failures::default(),
+        in_place: repairs::InPlace::default(),
     };
     for scope in &scopes {
         let namespace = scope.namespace.clone();

@@ -411,9 +411,17 @@ async fn release(ctx: &Context, rollout: &Rollout, namespace: &str) -> Result<Ac
                 canary_service: seen.canary_service.as_deref(),
                 canary_ingress: seen.canary_ingress.as_deref(),
             },
+            in_place: &ctx.in_place,
         };
     let writes = release::ordered_writes(&decision.desired, &world);
-    apply::write(&ctx.client, &target_ref, &writes).await?;
+    let repaired = apply::write(&ctx.client, &target_ref, &writes).await?;
+    if !repaired.is_empty() {
+        for repair in &repaired {
+            tracing::warn!(kind = repair.kind, name = %repair.name, what = %repair.what, "repaired a hand edit");
+        }
+        let notes: Vec<Note> = repaired.iter().map(|r| r.note()).collect();
+        publish(ctx, rollout, &notes).await;
+    }
     Ok(Action::requeue(sluice_strategies::waits::spread_long_wait(
         decision.requeue_after,
         super::jitter(),

@@ -306,6 +306,19 @@ async fn releases_survive_sigkills_at_random_instants_and_lose_nothing() {
             "invariant violations 0; traffic off a given-up candidate at most {slowest:?} after the decision; longest without a status change in a release {longest:?}"
         );
         assert_eq!(status(&env.rollout().await).stable_revision, Some(stable));
+        // Nobody edited anything by hand: a restart mistaking its own writes for repairs would say so.
+        let events: kube::Api<k8s_openapi::api::events::v1::Event> =
+            kube::Api::namespaced(env.client.clone(), crate::harness::NS);
+        let repairs: Vec<_> = events
+            .list(&Default::default())
+            .await
+            .expect("Events")
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("Repaired"))
+            .filter_map(|e| e.note)
+            .collect();
+        assert!(repairs.is_empty(), "no hand edit, no repair: {repairs:#?}");
         let log = std::fs::read_to_string(&controller.log).expect("the controllers' log");
         assert!(
             !log.contains("panicked"),

@@ -12,6 +12,7 @@ mod blue_green;
 mod cli;
 mod crash;
 mod dashboard_queries;
+mod hand_edits;
 mod harness;
 mod history;
 mod install;

@@ -65,6 +65,46 @@ pub fn already_applied(current: &Value, body: &Value) -> bool {
             })
 }
 
+/// What was changed by hand in `current`, an object that still carries the digest of `body`
+/// (so sluice's intent for it has not changed since it applied it): the first field of the body
+/// it no longer holds, as a path (`spec.replicas`). None when it holds them all, or carries
+/// another digest (then the write to come is a change of plan, not a repair).
+pub fn edited_field(current: &Value, body: &Value) -> Option<String> {
+    let digest = |object: &Value| {
+        object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(APPLIED_ANNOTATION))
+            .cloned()
+    };
+    if digest(body).is_none() || digest(current) != digest(body) {
+        return None;
+    }
+    let (have, want) = (current.as_object()?, body.as_object()?);
+    want.iter()
+        .filter(|(key, _)| !TYPE_FIELDS.contains(&key.as_str()))
+        .find_map(|(key, want)| match have.get(key) {
+            Some(have) => first_difference(have, want, key),
+            None if is_empty(want) => None,
+            None => Some(key.clone()),
+        })
+}
+
+/// The path of the first field of `want` that `have` does not hold, under `path`.
+fn first_difference(have: &Value, want: &Value, path: &str) -> Option<String> {
+    match (have, want) {
+        (Value::Object(have), Value::Object(want)) => want.iter().find_map(|(key, want)| {
+            let at = format!("{path}.{key}");
+            match have.get(key) {
+                Some(have) => first_difference(have, want, &at),
+                None if is_empty(want) => None,
+                None => Some(at),
+            }
+        }),
+        _ if contains(have, want) => None,
+        _ => Some(path.to_string()),
+    }
+}
+
 /// Whether `have` holds every field of `want` with its value. Lists must match item by item, as
 /// apply replaces them whole (the server may add defaults inside an item). Empty values the
 /// server drops (an empty map or list, null) count as held when absent.
@@ -124,6 +164,47 @@ mod tests {
             json!(null);
         stored["status"] = json!({"loadBalancer": {}});
         stored
+    }
+
+    #[test]
+    fn a_field_edited_by_hand_is_named_and_a_new_intent_is_no_edit() {
+        let body = canary_ingress(json!({"nginx.ingress.kubernetes.io/canary-weight": "10"}));
+        let stored = as_stored(&body);
+        assert_eq!(edited_field(&stored, &body), None, "as applied");
+        let mut edited = stored.clone();
+        edited["metadata"]["annotations"]["nginx.ingress.kubernetes.io/canary-weight"] =
+            json!("90");
+        assert_eq!(
+            edited_field(&edited, &body).as_deref(),
+            Some("metadata.annotations.nginx.ingress.kubernetes.io/canary-weight")
+        );
+        let mut retargeted = stored.clone();
+        retargeted["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"] =
+            json!("reporting");
+        assert_eq!(
+            edited_field(&retargeted, &body).as_deref(),
+            Some("spec.rules")
+        );
+        let mut unlabelled = stored.clone();
+        unlabelled["metadata"]
+            .as_object_mut()
+            .expect("metadata")
+            .remove("labels");
+        assert_eq!(
+            edited_field(&unlabelled, &body).as_deref(),
+            Some("metadata.labels")
+        );
+        // sluice now wants weight 20: the object carries the old digest, the write is a step.
+        let next = canary_ingress(json!({"nginx.ingress.kubernetes.io/canary-weight": "20"}));
+        assert_eq!(edited_field(&edited, &next), None);
+        assert_eq!(edited_field(&stored, &next), None);
+        // An object without sluice's digest was not applied by it as this body.
+        let mut unstamped = edited.clone();
+        unstamped["metadata"]["annotations"]
+            .as_object_mut()
+            .expect("annotations")
+            .remove(APPLIED_ANNOTATION);
+        assert_eq!(edited_field(&unstamped, &body), None);
     }
 
     #[test]
