@@ -21,6 +21,9 @@ pub mod spec;
 pub mod status;
 pub mod waits;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use analysis::{CheckOutcome, MetricJudgement, Reading, judge_check, one_line};
 pub use plan::{InvalidSpec, ReleasePlan, resolve};
 pub use presets::{PresetError, Presets};

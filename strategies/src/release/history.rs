@@ -24,9 +24,10 @@ pub fn record_history(prev: &RolloutStatus, next: &mut RolloutStatus, now: DateT
         return;
     }
     let last = next.history.last();
-    let seq = last.map_or(1, |t| t.seq + 1);
+    // Counters read from a status anyone can edit: saturate rather than overflow.
+    let seq = last.map_or(1, |t| t.seq.saturating_add(1));
     let release = match last.map(|t| t.release) {
-        Some(release) if new_release => release + 1,
+        Some(release) if new_release => release.saturating_add(1),
         Some(release) => release,
         None if new_release => 1,
         None => 0,
@@ -66,7 +67,7 @@ pub fn record_history(prev: &RolloutStatus, next: &mut RolloutStatus, now: DateT
 
 /// Keeps the releases `current - 1` and `current`, each to its first transition and its latest.
 fn bound(history: &mut Vec<Transition>, current: u32) {
-    history.retain(|t| t.release + 1 >= current);
+    history.retain(|t| t.release.saturating_add(1) >= current);
     for release in [current.saturating_sub(1), current] {
         let of_release: Vec<u64> = history
             .iter()
@@ -183,6 +184,31 @@ mod tests {
         };
         record_history(&prev, &mut next, at(0));
         assert_eq!(next.history[0].release, 0);
+    }
+
+    #[test]
+    fn counters_at_their_limits_from_an_edited_status_saturate() {
+        // The fuzz target's find: a status edited to the largest numbers made the next
+        // transition overflow.
+        let mut prev = stepping(1, 20);
+        prev.history = vec![Transition {
+            seq: u64::MAX,
+            release: u32::MAX,
+            time: at(0),
+            phase: Phase::Progressing,
+            stage: Some(Stage::Stepping),
+            step: Some(1),
+            weight: Some(20),
+            revision: Some("c1".into()),
+            checks: Vec::new(),
+            message: None,
+        }];
+        let mut next = prev.clone();
+        next.release_started_at = Some(at(50));
+        next.step = Some(2);
+        record_history(&prev, &mut next, at(60));
+        let last = next.history.last().expect("a transition");
+        assert_eq!((last.seq, last.release), (u64::MAX, u32::MAX));
     }
 
     #[test]
