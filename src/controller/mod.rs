@@ -28,7 +28,7 @@ use kube::runtime::reflector::ObjectRef;
 use kube::{Client, Resource, ResourceExt};
 use sluice_strategies::Presets;
 use sluice_strategies::index::Kind;
-pub use sluice_strategies::waits::retry_after;
+pub use sluice_strategies::waits::{Failure, retry_after};
 use tokio::net::TcpListener;
 
 use crate::analysis::Analyst;
@@ -404,7 +404,19 @@ fn terms(
 fn error_policy(rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.count_error(error.metric_label());
     let failures = ctx.failures.failed(ObjectRef::from_obj(&*rollout));
-    let retry = retry_after(failures, error.is_conflict(), jitter());
+    let in_release = rollout
+        .status
+        .as_ref()
+        .and_then(|s| s.stage)
+        .is_some_and(|stage| stage != sluice_strategies::status::Stage::Steady);
+    let failure = if error.is_conflict() {
+        Failure::Conflict
+    } else if in_release {
+        Failure::InRelease
+    } else {
+        Failure::AtRest
+    };
+    let retry = retry_after(failures, failure, jitter());
     tracing::warn!(
         rollout = %format!("{}/{}", rollout.namespace().unwrap_or_default(), rollout.name_any()),
         error = %error,

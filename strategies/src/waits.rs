@@ -3,21 +3,38 @@
 
 use std::time::Duration;
 
-/// The longest wait between two attempts of a Rollout that keeps failing.
+/// The longest wait between two attempts of a Rollout at rest that keeps failing.
 pub const MOST_BACKOFF: Duration = Duration::from_secs(300);
+/// The longest for a Rollout with a release in flight: a rollback may be due, and must not wait
+/// minutes for an API server that had a bad minute.
+pub const MOST_RELEASE_BACKOFF: Duration = Duration::from_secs(30);
+/// The longest after conflicts: each one says our view was stale, not that the server is sick,
+/// and the next try reads the cache the watch has moved on meanwhile.
+pub const MOST_CONFLICT_BACKOFF: Duration = Duration::from_secs(1);
 
-/// How long after its `failures`-th failure in a row a Rollout is tried again. A conflict means
-/// our view was stale: look again almost at once. Anything else doubles from 1 s up to 5 minutes.
-/// Each wait is lengthened by up to a quarter (`jitter` in 0..1), so that Rollouts failing
-/// together, as when the API server is away, do not all come back at the same instant.
-pub fn retry_after(failures: u32, conflict: bool, jitter: f64) -> Duration {
-    let first = if conflict {
-        Duration::from_millis(200)
-    } else {
-        Duration::from_secs(1)
+/// What failed, which bounds how long the next attempt waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// A write met a newer version (409).
+    Conflict,
+    /// Anything else, while a release is in flight.
+    InRelease,
+    /// Anything else, at rest.
+    AtRest,
+}
+
+/// How long after its `failures`-th failure in a row a Rollout is tried again: from 200 ms after
+/// a conflict, from 1 s otherwise, doubling, up to the ceiling of the `failure`. Each wait is
+/// lengthened by up to a quarter (`jitter` in 0..1), so that Rollouts failing together, as when
+/// the API server is away, do not all come back at the same instant.
+pub fn retry_after(failures: u32, failure: Failure, jitter: f64) -> Duration {
+    let (first, most) = match failure {
+        Failure::Conflict => (Duration::from_millis(200), MOST_CONFLICT_BACKOFF),
+        Failure::InRelease => (Duration::from_secs(1), MOST_RELEASE_BACKOFF),
+        Failure::AtRest => (Duration::from_secs(1), MOST_BACKOFF),
     };
     let doublings = failures.saturating_sub(1).min(16);
-    let wait = first.saturating_mul(1 << doublings).min(MOST_BACKOFF);
+    let wait = first.saturating_mul(1 << doublings).min(most);
     wait.mul_f64(1.0 + 0.25 * jitter.clamp(0.0, 1.0))
 }
 
@@ -40,13 +57,39 @@ mod tests {
     #[test]
     fn retries_double_from_a_second_to_five_minutes_and_conflicts_come_back_at_once() {
         let waits: Vec<u64> = (1..=11)
-            .map(|n| retry_after(n, false, 0.0).as_secs())
+            .map(|n| retry_after(n, Failure::AtRest, 0.0).as_secs())
             .collect();
         assert_eq!(waits, [1, 2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
-        assert_eq!(retry_after(1, true, 0.0), Duration::from_millis(200));
-        assert_eq!(retry_after(2, true, 0.0), Duration::from_millis(400));
-        assert_eq!(retry_after(u32::MAX, false, 0.0), MOST_BACKOFF);
-        assert_eq!(retry_after(0, false, 0.0), Duration::from_secs(1));
+        assert_eq!(
+            retry_after(1, Failure::Conflict, 0.0),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            retry_after(2, Failure::Conflict, 0.0),
+            Duration::from_millis(400)
+        );
+        assert_eq!(retry_after(u32::MAX, Failure::AtRest, 0.0), MOST_BACKOFF);
+        assert_eq!(retry_after(0, Failure::AtRest, 0.0), Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_release_in_flight_waits_at_most_30_s_and_a_conflict_storm_1_s() {
+        let waits: Vec<u64> = (1..=7)
+            .map(|n| retry_after(n, Failure::InRelease, 0.0).as_secs())
+            .collect();
+        assert_eq!(waits, [1, 2, 4, 8, 16, 30, 30]);
+        let storm: Vec<u128> = (1..=7)
+            .map(|n| retry_after(n, Failure::Conflict, 0.0).as_millis())
+            .collect();
+        assert_eq!(storm, [200, 400, 800, 1000, 1000, 1000, 1000]);
+        assert_eq!(
+            retry_after(u32::MAX, Failure::InRelease, 0.0),
+            MOST_RELEASE_BACKOFF
+        );
+        assert_eq!(
+            retry_after(u32::MAX, Failure::Conflict, 1.0),
+            Duration::from_millis(1250)
+        );
     }
 
     #[test]
@@ -68,10 +111,13 @@ mod tests {
 
     #[test]
     fn jitter_lengthens_a_wait_by_up_to_a_quarter() {
-        assert_eq!(retry_after(3, false, 1.0), Duration::from_secs(5));
-        assert_eq!(retry_after(3, false, 0.5), Duration::from_millis(4500));
+        assert_eq!(retry_after(3, Failure::AtRest, 1.0), Duration::from_secs(5));
         assert_eq!(
-            retry_after(3, false, 7.0),
+            retry_after(3, Failure::AtRest, 0.5),
+            Duration::from_millis(4500)
+        );
+        assert_eq!(
+            retry_after(3, Failure::AtRest, 7.0),
             Duration::from_secs(5),
             "clamped"
         );

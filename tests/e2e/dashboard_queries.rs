@@ -353,12 +353,6 @@ async fn every_dashboard_query_has_data_after_canary_and_blue_green_releases() {
         assert!(problems.is_empty(), "{}", problems.join("\n"));
         env.finish().await;
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
     // Three releases back to back: more than one scenario's usual bound.
-    tokio::time::timeout(Duration::from_secs(240), scenario)
-        .await
-        .expect("the scenario finishes within 240 s");
+    crate::harness::bounded_by(Duration::from_secs(240), scenario).await;
 }

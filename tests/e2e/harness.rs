@@ -41,12 +41,17 @@ pub fn secs(n: u64) -> Duration {
 
 /// Runs a test's scenario with the bound every test has.
 pub async fn bounded(scenario: impl Future<Output = ()>) {
+    bounded_by(TEST_LIMIT, scenario).await;
+}
+
+/// Runs a scenario longer than most (several releases back to back) with its own bound.
+pub async fn bounded_by(limit: Duration, scenario: impl Future<Output = ()>) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
     let started = std::time::Instant::now();
-    tokio::time::timeout(TEST_LIMIT, scenario)
+    tokio::time::timeout(limit, scenario)
         .await
         .expect("the scenario finishes within its bound");
     println!("scenario finished in {:?}", started.elapsed());
@@ -456,9 +461,13 @@ impl Env {
     /// Waits until the canary Ingress carries `weight` (the status says what sluice decided; the
     /// Ingress, what it has written).
     pub async fn wait_canary_weight(&self, weight: &str) {
+        self.wait_canary_weight_for(weight, secs(10)).await;
+    }
+
+    pub async fn wait_canary_weight_for(&self, weight: &str, limit: Duration) {
         let ingresses: Api<Ingress> = Api::namespaced(self.client.clone(), NS);
         let what = format!("canary weight {weight}");
-        eventually(secs(10), &what, || async {
+        eventually(limit, &what, || async {
             let canary = ingresses.get(CANARY_INGRESS).await.ok()?;
             let annotations = canary.metadata.annotations?;
             (annotations.get(crate::history::WEIGHT)? == weight).then_some(())

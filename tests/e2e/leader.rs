@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::Api;
 use serde_json::json;
+use sluice_sandbox::faults::{FaultAction, FaultRule, Verb};
 use sluice_strategies::status::Phase;
 
 use crate::harness::{APP, Env, NS, Setup, bounded, eventually, promoted, secs, status};
@@ -80,7 +81,7 @@ async fn of_two_controllers_only_the_leader_writes_and_a_killed_leader_is_replac
         let b = start_controller(&env, "b", &ELECTION_ARGS).await;
         let stable = env.wait_taken_over().await;
         let first = eventually(secs(10), "a leader", || holder(&env)).await;
-        let (mut leader, follower) = if first == "a" { (a, b) } else { (b, a) };
+        let (leader, follower) = if first == "a" { (a, b) } else { (b, a) };
 
         // The follower is ready and serves reads from its caches, but writes nothing.
         let ready = format!("{}/readyz", follower.probes);
@@ -110,6 +111,66 @@ async fn of_two_controllers_only_the_leader_writes_and_a_killed_leader_is_replac
             "only the leader writes the release"
         );
         assert_ne!(v2, stable);
+
+        // The Lease cannot be renewed for 10 s: the leader's writes stop within its renew
+        // deadline, so the step to 50 that falls due meanwhile waits for the Lease to come back.
+        let outage = env.sandbox.faults().add(FaultRule {
+            verb: Some(Verb::Update),
+            resource: Some("leases".into()),
+            action: FaultAction::Fail { code: 503 },
+            times: None,
+        });
+        let outage_began = chrono::Utc::now();
+        tokio::time::sleep(secs(10)).await;
+        let outage_ended = chrono::Utc::now();
+        env.sandbox.faults().remove(outage);
+        env.wait_canary_weight("50").await;
+        let fenced_from = outage_began + chrono::Duration::milliseconds(3_500);
+        let written: Vec<_> = env
+            .sandbox
+            .store()
+            .history()
+            .iter()
+            .filter(|e| e.resource.1 != "leases" && e.time > fenced_from && e.time < outage_ended)
+            .filter(|e| {
+                e.writer
+                    .as_deref()
+                    .is_some_and(|w| w.starts_with("sluice/"))
+            })
+            .map(|e| (e.resource.1.clone(), e.name.clone(), e.time))
+            .collect();
+        assert!(
+            written.is_empty(),
+            "writes after the renew deadline while the Lease could not be renewed: {written:?}"
+        );
+        let stepped = env
+            .history()
+            .canary_weights()
+            .into_iter()
+            .find(|(rv, w)| *rv > since && w == "50")
+            .map(|(rv, _)| rv)
+            .expect("the step to 50");
+        let stepped_at = env
+            .sandbox
+            .store()
+            .history()
+            .iter()
+            .find(|e| e.resource_version == stepped)
+            .map(|e| e.time)
+            .expect("its time");
+        println!(
+            "step to 50 {:?} after the outage ended",
+            (stepped_at - outage_ended).to_std().unwrap_or_default()
+        );
+        assert!(
+            stepped_at > outage_ended,
+            "the step to 50 came during the outage, at {stepped_at}"
+        );
+        // Either candidate may have won the Lease back.
+        let (mut leader, follower) = match holder(&env).await {
+            Some(holder) if holder == follower.identity => (follower, leader),
+            _ => (leader, follower),
+        };
 
         // SIGKILL: no release of the Lease, no last write.
         let killed = chrono::Utc::now();

@@ -7,6 +7,7 @@
 //! well under its 120s bound.
 
 mod api;
+mod api_faults;
 mod at_rest;
 mod blue_green;
 mod cli;
