@@ -404,19 +404,8 @@ fn terms(
 fn error_policy(rollout: Arc<Rollout>, error: &Error, ctx: Arc<Context>) -> Action {
     ctx.metrics.count_error(error.metric_label());
     let failures = ctx.failures.failed(ObjectRef::from_obj(&*rollout));
-    let in_release = rollout
-        .status
-        .as_ref()
-        .and_then(|s| s.stage)
-        .is_some_and(|stage| stage != sluice_strategies::status::Stage::Steady);
-    let failure = if error.is_conflict() {
-        Failure::Conflict
-    } else if in_release {
-        Failure::InRelease
-    } else {
-        Failure::AtRest
-    };
-    let retry = retry_after(failures, failure, jitter());
+    let stage = rollout.status.as_ref().and_then(|s| s.stage);
+    let retry = retry_after(failures, Failure::of(error.is_conflict(), stage), jitter());
     tracing::warn!(
         rollout = %format!("{}/{}", rollout.namespace().unwrap_or_default(), rollout.name_any()),
         error = %error,

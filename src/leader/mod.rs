@@ -115,10 +115,6 @@ impl Leadership {
                 .is_some_and(|until| Instant::now() < until)
     }
 
-    pub fn is_elected(&self) -> bool {
-        self.0.elected
-    }
-
     /// Changes at the start of every term.
     pub fn terms(&self) -> watch::Receiver<u64> {
         self.0.terms.subscribe()
@@ -425,7 +421,7 @@ mod tests {
     #[test]
     fn without_an_election_a_replica_always_leads_with_no_bound() {
         let always = Leadership::unelected();
-        assert!(always.is_leading() && !always.is_elected());
+        assert!(always.is_leading());
         assert_eq!(always.time_left(), None);
     }
 

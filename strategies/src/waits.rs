@@ -23,6 +23,18 @@ pub enum Failure {
     AtRest,
 }
 
+impl Failure {
+    /// A failed reconcile of a Rollout at `stage`: a conflict if the API server said 409.
+    pub fn of(conflict: bool, stage: Option<crate::status::Stage>) -> Failure {
+        let in_release = stage.is_some_and(|stage| stage != crate::status::Stage::Steady);
+        match (conflict, in_release) {
+            (true, _) => Failure::Conflict,
+            (false, true) => Failure::InRelease,
+            (false, false) => Failure::AtRest,
+        }
+    }
+}
+
 /// How long after its `failures`-th failure in a row a Rollout is tried again: from 200 ms after
 /// a conflict, from 1 s otherwise, doubling, up to the ceiling of the `failure`. Each wait is
 /// lengthened by up to a quarter (`jitter` in 0..1), so that Rollouts failing together, as when
@@ -90,6 +102,27 @@ mod tests {
             retry_after(u32::MAX, Failure::Conflict, 1.0),
             Duration::from_millis(1250)
         );
+    }
+
+    #[test]
+    fn a_failure_is_in_release_from_the_take_over_to_the_end_of_a_release() {
+        use crate::status::Stage;
+        assert_eq!(Failure::of(true, Some(Stage::Stepping)), Failure::Conflict);
+        assert_eq!(Failure::of(true, None), Failure::Conflict);
+        assert_eq!(
+            Failure::of(false, Some(Stage::Stepping)),
+            Failure::InRelease
+        );
+        assert_eq!(
+            Failure::of(false, Some(Stage::TakingOver)),
+            Failure::InRelease
+        );
+        assert_eq!(
+            Failure::of(false, Some(Stage::RollingBack)),
+            Failure::InRelease
+        );
+        assert_eq!(Failure::of(false, Some(Stage::Steady)), Failure::AtRest);
+        assert_eq!(Failure::of(false, None), Failure::AtRest);
     }
 
     #[test]
