@@ -432,16 +432,7 @@ async fn an_abort_through_the_api_takes_traffic_off_first_and_retry_releases_aga
         );
         env.history()
             .assert_weight_zero_before_scale_down(CANDIDATE, since);
-        let events: kube::Api<k8s_openapi::api::events::v1::Event> =
-            kube::Api::namespaced(env.client.clone(), NS);
-        let notes: Vec<String> = events
-            .list(&Default::default())
-            .await
-            .expect("Events")
-            .items
-            .into_iter()
-            .filter_map(|e| e.note)
-            .collect();
+        let notes = env.event_notes(None).await;
         assert!(
             notes
                 .iter()

@@ -307,17 +307,7 @@ async fn releases_survive_sigkills_at_random_instants_and_lose_nothing() {
         );
         assert_eq!(status(&env.rollout().await).stable_revision, Some(stable));
         // Nobody edited anything by hand: a restart mistaking its own writes for repairs would say so.
-        let events: kube::Api<k8s_openapi::api::events::v1::Event> =
-            kube::Api::namespaced(env.client.clone(), crate::harness::NS);
-        let repairs: Vec<_> = events
-            .list(&Default::default())
-            .await
-            .expect("Events")
-            .items
-            .into_iter()
-            .filter(|e| e.reason.as_deref() == Some("Repaired"))
-            .filter_map(|e| e.note)
-            .collect();
+        let repairs = env.event_notes(Some("Repaired")).await;
         assert!(repairs.is_empty(), "no hand edit, no repair: {repairs:#?}");
         let log = std::fs::read_to_string(&controller.log).expect("the controllers' log");
         assert!(
@@ -328,11 +318,6 @@ async fn releases_survive_sigkills_at_random_instants_and_lose_nothing() {
         drop(controller);
         env.finish().await;
     };
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-    tokio::time::timeout(secs(480), scenario)
-        .await
-        .unwrap_or_else(|_| panic!("the crash test (seed {seed}) finishes within 480 s"));
+    // Seven releases under the kills: more than one scenario's usual bound.
+    crate::harness::bounded_by(secs(480), scenario).await;
 }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Service;
-use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use serde_json::{Value, json};
@@ -163,17 +162,8 @@ async fn hand_edits_mid_release_are_put_back_at_once_and_told() {
         .await;
 
         // One Event each, naming what was put back.
-        let events: Api<Event> = Api::namespaced(env.client.clone(), NS);
         let notes = eventually(secs(10), "the five repairs told", || async {
-            let notes: Vec<String> = events
-                .list(&Default::default())
-                .await
-                .ok()?
-                .items
-                .into_iter()
-                .filter(|e| e.reason.as_deref() == Some("Repaired"))
-                .filter_map(|e| e.note)
-                .collect();
+            let notes = env.event_notes(Some("Repaired")).await;
             (notes.len() >= 5).then_some(notes)
         })
         .await;

@@ -521,6 +521,21 @@ impl Env {
             .unwrap_or_else(|e| panic!("Service {name} annotated: {e}"));
     }
 
+    /// The notes of erp-system's Events, of one reason or of all.
+    pub async fn event_notes(&self, reason: Option<&str>) -> Vec<String> {
+        let events: Api<k8s_openapi::api::events::v1::Event> =
+            Api::namespaced(self.client.clone(), NS);
+        events
+            .list(&Default::default())
+            .await
+            .expect("Events")
+            .items
+            .into_iter()
+            .filter(|e| reason.is_none_or(|r| e.reason.as_deref() == Some(r)))
+            .filter_map(|e| e.note)
+            .collect()
+    }
+
     pub fn history(&self) -> History {
         History::new(self.sandbox.store().history())
     }
